@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine:
+#   make demo   -> the main job: `manifold-ae verify` + a quick image training run on the built-in data
+#   make test   -> the test suite (what CI runs)
+# Both create .venv and install what they need. GPU users: install your CUDA build of torch into .venv
+# first (or pass TORCH_SPEC=...), e.g. `make venv TORCH_SPEC="torch --index-url <your CUDA wheel index>"`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast browser-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/manifold-ae demo
+
+# Debian's Chromium for the browser test (never `playwright install`: it downloads a browser).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not ddp"
+
+clean:
+	rm -rf $(VENV) runs reports data-synthetic

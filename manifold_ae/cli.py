@@ -1,0 +1,47 @@
+"""``manifold-ae`` command line: one sub-command per job, each implemented by ``main(argv)`` in its module.
+
+    manifold-ae verify          numerical verification of the claims T1-T8 (docs/theory.md)
+    manifold-ae make-synthetic  write the built-in synthetic image dataset (MVTec layout)
+    manifold-ae train           train the image model (also: torchrun -m manifold_ae.train)
+    manifold-ae evaluate        checkpoint + dataset -> metrics, tables and overlays
+    manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
+    manifold-ae demo            the main job: verify + a quick image training run on the built-in data
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "verify": ("manifold_ae.claims.runner", "verify the theory's claims numerically (T1-T8)"),
+    "make-synthetic": ("manifold_ae.data.synthetic", "write the built-in synthetic dataset"),
+    "train": ("manifold_ae.train", "train the image model on a dataset"),
+    "evaluate": ("manifold_ae.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
+    "predict": ("manifold_ae.predict", "score a folder of images with a checkpoint"),
+    "demo": ("manifold_ae.demo", "the main job: verify + quick image run on the built-in data"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: manifold-ae <command> [options]", "", "commands:"]
+    lines += [f"  {name:<15} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `manifold-ae <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"manifold-ae: unknown command {name!r}; expected one of {sorted(COMMANDS)}\n\n{_usage()}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

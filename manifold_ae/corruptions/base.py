@@ -1,0 +1,115 @@
+"""The corruption interface shared by vectors and images (docs/theory.md, T6).
+
+A corruption maps a clean batch ``x`` of shape (B, ...) to ``(x_tilde, mask)``:
+
+* ``mask`` has the shape of ``x`` with the feature axes that are corrupted together collapsed to 1 where the
+  corruption is spatial (images: (B, 1, H, W)); it is a float tensor in [0, 1] with 1 = corrupted.
+* ``x_tilde = (1 - a * mask) * x + a * mask * content`` with an opacity ``a`` per sample.
+
+A corruption is the product of a **mask sampler** (where) and a **fill** (what). Both are small callables
+taking an explicit ``torch.Generator`` so every corruption is reproducible from a seed.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from manifold_ae.checks import check_fraction
+
+__all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Compose", "Identity"]
+
+
+class MaskSampler(Protocol):
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return a float mask in [0, 1] broadcastable to ``x`` (B, ...); 1 = corrupted."""
+
+
+class Fill(Protocol):
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return replacement content with the shape of ``x`` (B, ...), independent of ``x`` where the theory needs it."""
+
+
+class Corruption(Protocol):
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(x_tilde, mask)``."""
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None,
+             like: torch.Tensor) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=like.device if generator is None else generator.device,
+                   dtype=like.dtype if like.is_floating_point() else torch.float32)
+    return (low + (high - low) * u).to(like.device)
+
+
+class MaskedCorruption:
+    """Blend a fill into ``x`` inside a sampled mask: ``x_tilde = (1 - a m) x + a m c``.
+
+    Parameters
+    ----------
+    mask : MaskSampler
+        Where to corrupt.
+    fill : Fill
+        What to put there.
+    opacity : (float, float), default (1, 1)
+        Per-sample opacity ``a`` drawn uniformly from this interval.
+    clean_fraction : float, default 0
+        Fraction of samples left uncorrupted (their mask is all zeros), so the model also sees normal inputs.
+    """
+
+    def __init__(self, mask: MaskSampler, fill: Fill, *, opacity: tuple[float, float] = (1.0, 1.0),
+                 clean_fraction: float = 0.0) -> None:
+        lo, hi = opacity
+        check_fraction(lo, "opacity[0]")
+        check_fraction(hi, "opacity[1]")
+        if lo > hi:
+            raise ValueError(f"opacity must be an interval (low <= high), got {opacity!r}")
+        self.mask = mask
+        self.fill = fill
+        self.opacity = (float(lo), float(hi))
+        self.clean_fraction = check_fraction(clean_fraction, "clean_fraction")
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.mask(x, generator)  # broadcastable to x, e.g. (B, 1, H, W) or (B, D)
+        batch = x.shape[0]
+        keep_shape = (batch,) + (1,) * (m.ndim - 1)
+        if self.clean_fraction > 0:
+            clean = _uniform(keep_shape, 0.0, 1.0, generator, x) < self.clean_fraction
+            m = m * (~clean).to(m.dtype)
+        a = _uniform(keep_shape, self.opacity[0], self.opacity[1], generator, x).to(x.dtype)
+        content = self.fill(x, generator)
+        am = a * m.to(x.dtype)
+        return (1 - am) * x + am * content, m.to(x.dtype)
+
+    def __repr__(self) -> str:
+        return (f"MaskedCorruption(mask={self.mask!r}, fill={self.fill!r}, opacity={self.opacity}, "
+                f"clean_fraction={self.clean_fraction})")
+
+
+class Compose:
+    """Apply several corruptions in turn; the returned mask is the pointwise maximum of their masks."""
+
+    def __init__(self, *corruptions: Corruption) -> None:
+        if not corruptions:
+            raise ValueError("Compose needs at least one corruption, got none")
+        self.corruptions = corruptions
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = None
+        for c in self.corruptions:
+            x, m = c(x, generator)
+            mask = m if mask is None else torch.maximum(mask, m)
+        return x, mask
+
+    def __repr__(self) -> str:
+        return f"Compose{self.corruptions!r}"
+
+
+class Identity:
+    """No corruption: ``(x, zeros)``; turns the self-supervised objective into plain reconstruction."""
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, torch.zeros_like(x)
+
+    def __repr__(self) -> str:
+        return "Identity()"

@@ -1,0 +1,91 @@
+"""The one optimisation step shared by toy vectors and images.
+
+An *objective* is an ``nn.Module`` that owns the model and whose ``forward(x)`` returns the scalar loss for a
+clean batch ``x`` (lucidrains style). ``train_step`` is the single step both ``fit`` (toys, in memory) and
+``manifold_ae.train`` (images, DataLoader/DDP/checkpoints) call.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from manifold_ae.checks import check_int, check_positive
+
+__all__ = ["train_step", "fit", "cosine_schedule"]
+
+
+def train_step(objective: nn.Module, batch: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+               clip: float | None = None, autocast_dtype: torch.dtype | None = None) -> float:
+    """One gradient step on ``batch`` (B, ...); returns the loss as a float.
+
+    ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the forward pass under autocast on the batch's device.
+    ``clip`` clips the global gradient norm.
+    """
+    objective.train()
+    optimizer.zero_grad(set_to_none=True)
+    ctx = (torch.autocast(device_type=batch.device.type, dtype=autocast_dtype)
+           if autocast_dtype is not None else contextlib.nullcontext())
+    with ctx:
+        loss = objective(batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} (non-finite); lower the learning rate or check the data")
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, *, steps: int, warmup: int = 0,
+                    final_fraction: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to ``final_fraction`` of the base rate."""
+    steps = check_int(steps, "steps", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(objective: nn.Module, x: torch.Tensor, *, steps: int = 2000, batch_size: int = 256, lr: float = 1e-3,
+        weight_decay: float = 0.0, warmup: int = 0, clip: float | None = None, seed: int = 0,
+        progress: bool = False, callback: Callable[[int, float], None] | None = None) -> list[float]:
+    """Train ``objective`` on the in-memory data ``x`` (N, ...) with AdamW and a cosine schedule.
+
+    Mini-batches are drawn with replacement from a generator seeded by ``seed``; returns the loss history.
+    The objective's own randomness (noise, masks) uses torch's global RNG, seeded here as well.
+    """
+    steps = check_int(steps, "steps", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    check_positive(lr, "lr")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (N, ...) with N >= 1, got shape {tuple(x.shape)}")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("objective has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = cosine_schedule(optimizer, steps=steps, warmup=warmup)
+    history: list[float] = []
+    iterator = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc=type(objective).__name__, leave=False)
+    for step in iterator:
+        idx = torch.randint(0, x.shape[0], (min(batch_size, x.shape[0]),), generator=gen)
+        loss = train_step(objective, x[idx], optimizer, clip=clip)
+        scheduler.step()
+        history.append(loss)
+        if callback is not None:
+            callback(step, loss)
+    objective.eval()
+    return history
