@@ -1,0 +1,217 @@
+"""corruptions/image.py (T6): mask statistics, locality (outside the mask unchanged), range, seeds, fill sources."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from manifold_ae.corruptions.base import MaskedCorruption
+from manifold_ae.corruptions.image import (BlobMask, ColorShiftFill, ElasticFill, LineMask, NoiseFill, PatchFill,
+                                           PerlinMask, RandomChoice, RectangleMask, TextureFill, paper_corruption)
+
+MASKS = [PerlinMask(), BlobMask(), RectangleMask(), LineMask()]
+BANK = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(9))
+FILLS = [PatchFill(), TextureFill(BANK), NoiseFill(), ElasticFill(), ColorShiftFill()]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _images(b=8, c=3, h=32, w=32, seed=0) -> torch.Tensor:
+    """Smooth, distinct images in (0.1, 0.9): a per-sample ramp plus a little noise."""
+    g = _gen(seed)
+    yy = torch.linspace(0, 1, h)[:, None]
+    xx = torch.linspace(0, 1, w)[None, :]
+    a = torch.rand(b, c, 1, 1, generator=g)
+    x = 0.1 + 0.4 * a + 0.3 * (a * yy + (1 - a) * xx) + 0.1 * torch.rand(b, c, h, w, generator=g)
+    return x.clamp(0, 1)
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=lambda m: type(m).__name__)
+def test_masks_binary_nonempty_and_seeded(mask):
+    x = _images(b=16)
+    m = mask(x, _gen(1))
+    assert m.shape == (16, 1, 32, 32) and m.dtype == x.dtype
+    assert set(torch.unique(m).tolist()) <= {0.0, 1.0}
+    assert torch.all(m.sum((1, 2, 3)) >= 1)  # never empty
+    torch.testing.assert_close(mask(x, _gen(1)), m, rtol=0, atol=0)
+    assert not torch.equal(mask(x, _gen(2)), m)
+
+
+def test_perlin_mask_coverage_is_the_drawn_fraction():
+    x = _images(b=12, h=40, w=50)
+    m = PerlinMask(coverage=(0.2, 0.2))(x, _gen(0))
+    counts = m.sum((1, 2, 3))
+    assert torch.all(counts == round(0.2 * 40 * 50))  # top-q of continuous noise: exactly round(q H W) pixels
+    m = PerlinMask(coverage=(0.05, 0.35))(_images(b=400, h=16, w=16), _gen(1))
+    cov = m.mean((1, 2, 3))
+    assert float(cov.min()) >= 0.05 - 1 / 256 and float(cov.max()) <= 0.35 + 1 / 256
+    assert abs(float(cov.mean()) - 0.2) < 4 * 0.3 / math.sqrt(12 * 400)  # uniform mean 0.2, sd 0.3/sqrt(12)
+
+
+def test_rectangle_mask_area_exact():
+    m = RectangleMask(count=(1, 1), size=(0.25, 0.25))(_images(b=10, h=64, w=64), _gen(0))
+    assert torch.all(m.sum((1, 2, 3)) == 16 * 16)  # one 16 x 16 box, always fully inside
+
+
+def test_blob_mask_without_roughness_is_a_disc():
+    m = BlobMask(count=(1, 1), radius=(0.1, 0.1), roughness=0.0)(_images(b=40, h=100, w=100), _gen(0))
+    areas = m.sum((1, 2, 3))
+    assert abs(float(areas.median()) - math.pi * 10 ** 2) / (math.pi * 100) < 0.05  # some discs are cut by the border
+    assert float(areas.max()) <= math.pi * 10 ** 2 * 1.05
+
+
+def test_line_mask_is_a_thin_capsule():
+    m = LineMask(count=(1, 1), width=(6 / 256, 6 / 256), length=(0.1, 0.1))(_images(b=60, h=256, w=256), _gen(0))
+    capsule = 25.6 * 6 + math.pi * 3 ** 2  # segment × width + two half discs
+    areas = m.sum((1, 2, 3))
+    assert abs(float(areas.median()) - capsule) / capsule < 0.1
+
+
+@pytest.mark.parametrize("fill", FILLS, ids=lambda f: type(f).__name__)
+@pytest.mark.parametrize("mask", MASKS, ids=lambda m: type(m).__name__)
+def test_corruption_changes_only_masked_pixels(mask, fill):
+    x = _images(b=6, h=16, w=16, seed=3)
+    corrupt = MaskedCorruption(mask, fill, opacity=(1.0, 1.0))
+    x_tilde, m = corrupt(x, _gen(4))
+    assert x_tilde.shape == x.shape and m.shape == (6, 1, 16, 16)
+    assert float(x_tilde.min()) >= 0 and float(x_tilde.max()) <= 1
+    outside = (m == 0).expand_as(x)
+    assert torch.equal(x_tilde[outside], x[outside])  # bit-identical outside the mask
+    changed = (x_tilde != x).any(1, keepdim=True)
+    assert float(changed[m == 1].float().mean()) > 0.5
+    again, m2 = corrupt(x, _gen(4))
+    assert torch.equal(again, x_tilde) and torch.equal(m2, m)
+
+
+def test_patch_fill_takes_other_images_of_the_batch():
+    x = _images(b=7, seed=5)
+    content = PatchFill(translate=False)(x, _gen(0))
+    sources = []
+    for i in range(7):
+        hits = [j for j in range(7) if torch.equal(content[i], x[j])]
+        assert hits and hits[0] != i  # an exact copy of another image (a derangement)
+        sources.append(hits[0])
+    assert sorted(sources) == list(range(7))
+    shifted = PatchFill(translate=True)(x, _gen(0))
+    for i in range(7):  # a cyclic shift of another image: same multiset of pixel values
+        match = [k for k in range(7) if k != i and torch.equal(shifted[i].flatten().sort().values,
+                                                                 x[k].flatten().sort().values)]
+        assert match
+    single = PatchFill()(x[:1], _gen(3))  # a batch of one borrows a shifted copy of itself
+    assert torch.equal(single.flatten().sort().values, x[:1].flatten().sort().values)
+
+
+def test_patch_and_texture_fill_from_a_bank():
+    bank = torch.rand(4, 1, 12, 12, generator=_gen(7))
+    x = torch.rand(9, 1, 12, 12, generator=_gen(8))
+    content = PatchFill(bank=bank, translate=False)(x, _gen(0))
+    assert all(any(torch.equal(content[i], bank[k]) for k in range(4)) for i in range(9))
+    tex = TextureFill(bank, jitter=0.0)(x, _gen(0))
+    variants = [bank[k].flip(dims) for k in range(4) for dims in ([], [-2], [-1], [-2, -1])]
+    assert all(any(torch.equal(tex[i], v) for v in variants) for i in range(9))
+    rgb = TextureFill(bank)(torch.rand(2, 3, 24, 24), _gen(0))  # gray bank → RGB, 12 → 24 px
+    assert rgb.shape == (2, 3, 24, 24) and torch.equal(rgb[:, 0], rgb[:, 2])
+
+
+def test_default_texture_bank_is_seeded():
+    x = torch.rand(4, 3, 20, 20)
+    a = TextureFill(count=6, seed=1)(x, _gen(0))
+    b = TextureFill(count=6, seed=1)(x, _gen(0))
+    c = TextureFill(count=6, seed=2)(x, _gen(0))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1 and float(a.std()) > 0.02
+
+
+def test_elastic_fill_identity_constant_and_bounded_displacement():
+    x = _images(b=3, h=24, w=24)
+    torch.testing.assert_close(ElasticFill(magnitude=(0.0, 0.0))(x, _gen(0)), x, atol=1e-6, rtol=0)
+    const = torch.full((2, 3, 24, 24), 0.37)
+    torch.testing.assert_close(ElasticFill()(const, _gen(0)), const, atol=1e-6, rtol=0)
+    # a horizontal ramp r(x) = x / W: the warped value moves by at most the displacement, here ≤ 0.05 W px
+    w = 64
+    ramp = (torch.arange(w, dtype=torch.float32) / w).expand(4, 1, w, w).contiguous()
+    out = ElasticFill(magnitude=(0.05, 0.05))(ramp, _gen(1))
+    inner = (slice(None), slice(None), slice(None), slice(8, w - 8))  # away from the reflected border
+    err = (out - ramp)[inner].abs()
+    assert float(err.max()) <= 0.05 + 1e-5 and float(err.max()) > 0.01
+
+
+def test_color_shift_and_noise_fill_statistics():
+    x = _images(b=4)
+    shifted = ColorShiftFill(brightness=(0.1, 0.1), contrast=(1.0, 1.0), color=(0.0, 0.0))(x, _gen(0))
+    torch.testing.assert_close(shifted, (x + 0.1).clamp(0, 1), atol=1e-6, rtol=0)
+    mid = torch.full((8, 3, 64, 64), 0.5)
+    noisy = NoiseFill(sigma=(0.1, 0.1), additive=True)(mid, _gen(0))
+    assert abs(float((noisy - mid).std()) - 0.1) < 0.003 and abs(float((noisy - mid).mean())) < 0.002
+    fresh = NoiseFill(sigma=(0.0, 0.0))(mid, _gen(0))  # independent of x: a uniform random level per channel
+    levels = fresh[:, :, 0, 0]
+    assert torch.equal(fresh, levels[:, :, None, None].expand_as(fresh)) and float(levels.std()) > 0.1
+
+
+def test_random_choice_frequencies_match_weights():
+    opts = [lambda x, g, k=k: torch.full((x.shape[0], 1), float(k)) for k in range(3)]
+    pick = RandomChoice(opts, weights=[0.5, 0.0, 1.5])
+    out = pick(torch.zeros(4000, 1), _gen(0)).squeeze(1)
+    share = (out == 2).float().mean()
+    assert not torch.any(out == 1)
+    assert abs(float(share) - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 4000)
+    masks = RandomChoice(MASKS)(_images(b=10), _gen(0))
+    assert masks.shape == (10, 1, 32, 32)
+
+
+def test_paper_corruption_clean_fraction_and_locality():
+    corrupt = paper_corruption(image_size=16, channels=1, clean_fraction=0.25, seed=0)
+    x = _images(b=400, c=1, h=16, w=16)
+    x_tilde, m = corrupt(x, _gen(0))
+    clean = m.sum((1, 2, 3)) == 0
+    assert abs(float(clean.float().mean()) - 0.25) < 4 * math.sqrt(0.25 * 0.75 / 400)
+    assert torch.equal(x_tilde[clean], x[clean])
+    outside = (m == 0).expand_as(x)
+    assert torch.equal(x_tilde[outside], x[outside])
+    again, _ = paper_corruption(image_size=16, channels=1, clean_fraction=0.25, seed=0)(x, _gen(0))
+    assert torch.equal(again, x_tilde)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), b=st.integers(1, 5), c=st.sampled_from([1, 3]), h=st.integers(8, 24),
+       w=st.integers(8, 24))
+def test_paper_corruption_property(seed, b, c, h, w):
+    x = torch.rand(b, c, h, w, generator=_gen(seed))
+    x_tilde, m = paper_corruption(image_size=(h, w), channels=c, seed=0)(x, _gen(seed))
+    assert x_tilde.shape == x.shape and m.shape == (b, 1, h, w)
+    assert float(x_tilde.min()) >= 0 and float(x_tilde.max()) <= 1
+    assert torch.equal(x_tilde[(m == 0).expand_as(x)], x[(m == 0).expand_as(x)])
+
+
+def test_bad_inputs_name_the_argument():
+    with pytest.raises(ValueError, match=r"x must be a floating tensor of images \(B, C, H, W\)"):
+        PerlinMask()(torch.rand(3, 16, 16))
+    with pytest.raises(ValueError, match=r"coverage must be an interval \(low, high\) with low <= high"):
+        PerlinMask(coverage=(0.5, 0.1))
+    with pytest.raises(ValueError, match=r"cells must be powers of two"):
+        PerlinMask(cells=(3, 8))
+    with pytest.raises(ValueError, match=r"count\[0\] must be an integer in \[1, None\], got 0"):
+        BlobMask(count=(0, 2))
+    with pytest.raises(ValueError, match=r"bank must be a floating tensor \(N, C, H, W\)"):
+        PatchFill(bank=torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match=r"weights must have one entry per option \(2\), got 3"):
+        RandomChoice([NoiseFill(), ElasticFill()], weights=[1, 1, 1])
+    with pytest.raises(ValueError, match=r"weights\[1\] must be >= 0"):
+        RandomChoice([NoiseFill(), ElasticFill()], weights=[1, -1])
+    with pytest.raises(ValueError, match=r"channels must be one of \[1, 3\], got 2"):
+        paper_corruption(image_size=8, channels=2)
+    with pytest.raises(ValueError, match=r"bank has 2 channels; expected 1 or 3"):
+        TextureFill(torch.rand(2, 2, 8, 8))(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.gpu
+def test_cuda_images_with_cpu_generator_match_cpu():
+    x = _images(b=4, h=32, w=32)
+    corrupt = paper_corruption(image_size=32, channels=3, seed=0)
+    cpu, m_cpu = corrupt(x, _gen(0))
+    gpu, m_gpu = corrupt(x.cuda(), _gen(0))
+    assert torch.equal(m_gpu.cpu(), m_cpu)
+    assert float((gpu.cpu() - cpu).abs().max()) < 1e-4
