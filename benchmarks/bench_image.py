@@ -1,0 +1,282 @@
+"""Speed of the paper's image model (GatedUNet) at 256^2: eager fp32 against the optimised path, same run.
+
+Measures, for each variant,
+  * inference latency (ms/image) at a fixed batch (32 on CUDA) under ``torch.inference_mode``;
+  * training throughput (images/s): one AdamW step on the squared reconstruction loss per batch
+    (the corruption is data-side and not part of the model's cost).
+Variants: ``eager_fp32`` (the baseline), ``channels_last_bf16`` (channels_last + bf16 autocast, eager) and
+``optimised`` (channels_last + bf16 autocast + ``torch.compile``; a compile failure is caught and reported,
+and the row then records the error instead of numbers; skipped by default with ``--quick`` on CPU, where
+inductor spends minutes compiling on 2 cores).
+
+    python benchmarks/bench_image.py --quick --threads 1     # CPU smoke run (under a minute)
+    python benchmarks/bench_image.py --device cuda           # GPU: batch 32 inference and training
+
+Writes ``benchmarks/results/image_<device>.json`` and regenerates ``docs/benchmarks-image.md`` from every
+``image_*.json`` present. GPU goals (H200-class): inference <= 1 ms/image at batch 32, training >= 1500 img/s.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from manifold_ae.models.unet import GatedUNet
+
+ROOT = Path(__file__).resolve().parents[1]
+GOALS = {"inference_ms_per_image": 1.0, "train_images_per_s": 1500.0}  # H200-class card, batch 32, 256^2
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """(seconds of the first warm-up call, median seconds per call over ``repeats`` timed calls)."""
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return first, times[len(times) // 2]
+
+
+def _gflops(model: torch.nn.Module, size: int, channels: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, channels, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def bench_variant(name: str, *, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    """Inference and training numbers for one variant; a fresh model per variant, same seed."""
+    channels_last = name != "eager_fp32"
+    autocast = name != "eager_fp32"
+    compiled = name == "optimised"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    model = GatedUNet(args.channels, width=args.width, depth=args.depth).to(device).to(memory_format=fmt)
+    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    row: dict[str, Any] = {"channels_last": channels_last, "bf16_autocast": autocast,
+                           "compile": compiled and args.compile}
+
+    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    if compiled and not args.compile:
+        row["compile_skipped"] = ("--compile=off (auto: off for --quick on CPU, where inductor needs minutes to "
+                                  "compile forward and backward)")
+        return row
+    if compiled:
+        try:
+            forward = torch.compile(model, mode=args.compile_mode)
+        except Exception as err:  # noqa: BLE001  (report, do not crash the benchmark)
+            row["compile_error"] = f"{type(err).__name__}: {err}"[:500]
+            return row
+
+    x_inf = torch.rand(args.batch, args.channels, args.size, args.size, device=device).to(memory_format=fmt)
+    x_train = torch.rand(args.train_batch, args.channels, args.size, args.size, device=device).to(memory_format=fmt)
+
+    def infer() -> None:
+        with torch.inference_mode(), ctx():
+            forward(x_inf)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train() -> None:
+        opt.zero_grad(set_to_none=True)
+        with ctx():
+            loss = (forward(x_train).float() - x_train).square().mean()
+        loss.backward()
+        opt.step()
+
+    try:
+        model.eval()
+        first, per_batch = _timed(infer, device=device, warmup=args.warmup, repeats=args.repeats)
+        row |= {"inference_batch": args.batch, "inference_ms_per_image": 1e3 * per_batch / args.batch,
+                "inference_first_call_s": first}
+        model.train()
+        first, per_step = _timed(train, device=device, warmup=args.warmup, repeats=args.steps)
+        row |= {"train_batch": args.train_batch, "train_images_per_s": args.train_batch / per_step,
+                "train_first_step_s": first}
+    except Exception as err:  # noqa: BLE001  (compile errors surface at the first call)
+        if not compiled:
+            raise
+        row["compile_error"] = f"{type(err).__name__}: {err}"[:500]
+    if device.type == "cuda":
+        row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        torch.cuda.reset_peak_memory_stats(device)
+    return row
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def render_markdown(results_dir: Path) -> str:
+    """The benchmark page, rebuilt from every ``image_*.json`` in ``results_dir``."""
+    lines = ["# Image model speed (GatedUNet, 256²)", "",
+             "Generated by `benchmarks/bench_image.py` from `benchmarks/results/image_*.json`; do not edit by "
+             "hand. Inference: median latency per batch under `torch.inference_mode`, divided by the batch. "
+             "Training: median time of one AdamW step on the squared reconstruction loss (forward, backward, "
+             "update). Variants: `eager_fp32` (baseline), `channels_last_bf16` (channels_last + bf16 autocast), "
+             "`optimised` (channels_last + bf16 autocast + `torch.compile`).", "",
+             f"GPU goals (H200-class): inference ≤ {GOALS['inference_ms_per_image']:g} ms/image at batch 32, "
+             f"training ≥ {GOALS['train_images_per_s']:g} images/s.", "",
+             "On a CPU shared with other jobs pass `--threads 1`: OpenMP threads spinning on busy cores made "
+             "the same run 5–10× slower here. `--quick` skips `torch.compile` on CPU (inductor needs several "
+             "minutes on 2 cores); `--compile on` forces it.", ""]
+    files = sorted(results_dir.glob("image_*.json"))
+    for path in files:
+        r = json.loads(path.read_text())
+        m = r["model"]
+        lines += [f"## {r['device']}: {r['device_name']}", "",
+                  f"{r['date']}, torch {r['torch']}, {r['threads']} CPU thread(s), quick={r['quick']}; model "
+                  f"width {m['width']}, depth {m['depth']}, {m['parameters'] / 1e6:.2f} M parameters, "
+                  f"{m['gflops_per_image']:.1f} GFLOP per image forward. Command: `{r['command']}`", "",
+                  "| variant | inference batch | ms / image | train batch | train images / s | note |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for name, row in r["variants"].items():
+            note = row.get("compile_error", row.get("compile_skipped", ""))
+            if "speedup_inference" in row:
+                note = (f"×{row['speedup_inference']:.2f} inference, ×{row['speedup_train']:.2f} training vs "
+                        f"eager_fp32; first call {row['inference_first_call_s']:.1f} s (compile)"
+                        if name == "optimised" else
+                        f"×{row['speedup_inference']:.2f} inference, ×{row['speedup_train']:.2f} training vs "
+                        "eager_fp32")
+            lines.append(f"| {name} | {row.get('inference_batch', '–')} | "
+                         f"{_fmt(row.get('inference_ms_per_image'), '.2f')} | {row.get('train_batch', '–')} | "
+                         f"{_fmt(row.get('train_images_per_s'), '.2f')} | {note.replace('|', '/')} |")
+        if "goals" in r:
+            g = r["goals"]
+            lines += ["", f"Goals on this device: inference {g['best_inference_ms_per_image']:.3f} ms/image "
+                      f"({'met' if g['inference_met'] else 'not met'}), training "
+                      f"{g['best_train_images_per_s']:.0f} images/s ({'met' if g['train_met'] else 'not met'})."]
+        lines.append("")
+    if not any(json.loads(p.read_text())["device"] == "cuda" for p in files):
+        lines += ["No CUDA run recorded yet: run `python benchmarks/bench_image.py --device cuda` on a GPU machine.",
+                  ""]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small batches and few repeats (CPU smoke run)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--batch", type=int, default=None, help="inference batch (default: 32 on CUDA, 4 on CPU)")
+    p.add_argument("--train-batch", type=int, default=None, help="training batch (default: 32 CUDA, 4 CPU)")
+    p.add_argument("--repeats", type=int, default=None, help="timed inference calls")
+    p.add_argument("--steps", type=int, default=None, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (the first one compiles)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; use 1 on a machine shared with other jobs)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the optimised variant (auto: on, except --quick on CPU)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default, reduce-overhead, ...)")
+    p.add_argument("--variants", default="eager_fp32,channels_last_bf16,optimised")
+    p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks-image.md")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    args.device = device
+    gpu = device.type == "cuda"
+    args.compile = args.compile == "on" or (args.compile == "auto" and (gpu or not args.quick))
+    small = args.quick and not gpu
+    args.batch = args.batch or (32 if gpu else 2 if small else 4)
+    args.train_batch = args.train_batch or (32 if gpu else 2 if small else 4)
+    args.repeats = args.repeats or (3 if args.quick else 20 if gpu else 5)
+    args.steps = args.steps or (3 if args.quick else 20 if gpu else 5)
+    args.warmup = args.warmup or (2 if args.quick else 5 if gpu else 2)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = args.device
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    probe = GatedUNet(args.channels, width=args.width, depth=args.depth)
+    result: dict[str, Any] = {
+        "device": device.type, "device_name": _device_name(device), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "size": args.size, "quick": args.quick,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/bench_image.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": {"width": args.width, "depth": args.depth, "channels": args.channels,
+                  "parameters": sum(p.numel() for p in probe.parameters()),
+                  "gflops_per_image": _gflops(probe, args.size, args.channels)},
+        "variants": {},
+    }
+    del probe
+    for name in args.variants.split(","):
+        t0 = time.perf_counter()
+        row = bench_variant(name, device=device, args=args)
+        row["wall_s"] = time.perf_counter() - t0
+        result["variants"][name] = row
+        print(f"{name:>20}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in row.items()), flush=True)
+    base = result["variants"].get("eager_fp32", {})
+    for name, row in result["variants"].items():
+        if name != "eager_fp32" and "inference_ms_per_image" in row and "inference_ms_per_image" in base:
+            row["speedup_inference"] = base["inference_ms_per_image"] / row["inference_ms_per_image"]
+            row["speedup_train"] = row["train_images_per_s"] / base["train_images_per_s"]
+    measured = [r for r in result["variants"].values() if "inference_ms_per_image" in r]
+    if device.type == "cuda" and measured:
+        best_inf = min(r["inference_ms_per_image"] for r in measured)
+        best_train = max(r["train_images_per_s"] for r in measured)
+        result["goals"] = {**GOALS, "best_inference_ms_per_image": best_inf, "best_train_images_per_s": best_train,
+                           "inference_met": best_inf <= GOALS["inference_ms_per_image"],
+                           "train_met": best_train >= GOALS["train_images_per_s"]}
+    out = args.results_dir / f"image_{device.type}.json"
+    _write_atomic(out, json.dumps(result, indent=2) + "\n")
+    _write_atomic(args.doc, render_markdown(args.results_dir))
+    print(f"wrote {out} and {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Residual maps, Gaussian smoothing (vs scipy.ndimage) and score reductions (vs hand / numpy sorting)."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from manifold_ae.anomaly.scoring import (coordinate_residual, image_scores, residual_map, smooth,
+                                         vector_scores)
+
+
+def test_residual_map_is_channel_mean_of_squared_difference_by_hand():
+    x = torch.zeros(1, 3, 1, 2, dtype=torch.float64)
+    x_hat = torch.tensor([[[[1.0, 0.0]], [[2.0, 0.5]], [[0.0, -1.0]]]], dtype=torch.float64)
+    # pixel 0: (1 + 4 + 0) / 3 = 5/3; pixel 1: (0 + 0.25 + 1) / 3 = 1.25/3
+    expected = torch.tensor([[[5 / 3, 1.25 / 3]]], dtype=torch.float64)
+    out = residual_map(x, x_hat)
+    assert out.shape == (1, 1, 2)
+    assert torch.allclose(out, expected, atol=1e-15)
+    out_np = residual_map(x.numpy(), x_hat.numpy())  # arrays work too
+    assert torch.allclose(out_np, expected, atol=1e-15)
+
+
+def test_residual_map_promotes_bf16_to_float32():
+    x = torch.rand(2, 3, 4, 4).bfloat16()
+    out = residual_map(x, torch.zeros_like(x))
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, x.float().square().mean(1))
+
+
+def test_vector_residuals_by_hand():
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    x_hat = torch.tensor([[1.0, 0.0, 4.0], [3.0, 4.0, 0.0]], dtype=torch.float64)
+    assert torch.equal(coordinate_residual(x, x_hat), torch.tensor([[0.0, 4.0, 1.0], [9.0, 16.0, 0.0]],
+                                                                     dtype=torch.float64))
+    assert torch.equal(vector_scores(x, x_hat), torch.tensor([5.0, 25.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("sigma,truncate,shape", [
+    (0.7, 4.0, (2, 9, 13)), (2.0, 4.0, (1, 16, 16)), (4.0, 3.0, (3, 5, 7)),  # radius 12 > map size
+    (1.3, 2.0, (2, 3, 11, 6))])
+def test_smooth_matches_scipy_gaussian_filter(sigma, truncate, shape):
+    rng = np.random.default_rng(0)
+    maps = rng.random(shape)
+    out = smooth(torch.from_numpy(maps), sigma=sigma, truncate=truncate).numpy()
+    flat = maps.reshape(-1, *shape[-2:])
+    ref = np.stack([ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=truncate) for m in flat])
+    np.testing.assert_allclose(out, ref.reshape(shape), atol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(sigma=st.floats(0.3, 6.0), h=st.integers(1, 12), w=st.integers(1, 12), seed=st.integers(0, 1000))
+def test_smooth_matches_scipy_property(sigma, h, w, seed):
+    maps = np.random.default_rng(seed).random((1, h, w))
+    out = smooth(maps, sigma=sigma).numpy()[0]
+    np.testing.assert_allclose(out, ndimage.gaussian_filter(maps[0], sigma, mode="reflect"), atol=1e-12)
+
+
+def test_smooth_sigma_zero_is_identity_and_float32_kept():
+    maps = torch.rand(2, 5, 5)
+    assert torch.equal(smooth(maps, sigma=0), maps)
+    out = smooth(maps, sigma=1.0)
+    assert out.dtype == torch.float32
+    assert abs(float(out.sum()) - float(maps.sum())) < 1e-2 * float(maps.sum())  # reflect keeps mass roughly
+
+
+def test_image_score_reductions_against_sorting():
+    rng = np.random.default_rng(1)
+    maps = rng.random((4, 6, 5))
+    flat = np.sort(maps.reshape(4, -1), axis=1)[:, ::-1]
+    t = torch.from_numpy(maps)
+    np.testing.assert_allclose(image_scores(t, reduction="max").numpy(), flat[:, 0], atol=0)
+    np.testing.assert_allclose(image_scores(t, reduction="mean").numpy(), flat.mean(1), atol=1e-15)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", k=7).numpy(), flat[:, :7].mean(1), atol=1e-15)
+    # fraction 0.1 of 30 pixels = 3 pixels; 0.01 rounds up to at least 1 pixel (= max)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", k=0.1).numpy(), flat[:, :3].mean(1), atol=1e-15)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", k=0.01).numpy(), flat[:, 0], atol=0)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", k=1.0).numpy(), flat.mean(1), atol=1e-15)
+
+
+def test_bad_inputs_raise_with_names():
+    with pytest.raises(ValueError, match=r"x and x_hat must have the same shape, got \(1, 3, 4, 4\) and \(1, 3, 4, 5\)"):
+        residual_map(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, C, H, W\)"):
+        residual_map(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="x_hat contains 1 NaN"):
+        residual_map(torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, float("nan")], [0.0, 0.0]]]]))
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        smooth(torch.zeros(1, 4, 4), sigma=-1.0)
+    with pytest.raises(ValueError, match=r"maps must have shape \(\.\.\., H, W\)"):
+        smooth(torch.zeros(4), sigma=1.0)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        image_scores(torch.zeros(1, 4, 4), reduction="median")
+    with pytest.raises(ValueError, match=r"maps must have shape \(B, H, W\)"):
+        image_scores(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"k must be an int in \[1, H\*W = 16\]"):
+        image_scores(torch.zeros(1, 4, 4), reduction="topk", k=17)
+    with pytest.raises(ValueError, match=r"k as a fraction must lie in \(0, 1\]"):
+        image_scores(torch.zeros(1, 4, 4), reduction="topk", k=1.5)
+    with pytest.raises(ValueError, match="x and x_hat must have the same shape"):
+        vector_scores(torch.zeros(2, 3), torch.zeros(2, 4))
