@@ -1,0 +1,110 @@
+"""T1: the analytic reach values against Federer's formula on dense samples and independent derivations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize, minimize_scalar
+
+from manifold_ae.manifolds import estimate_reach, helix_reach, make_manifold
+
+
+def _grid_params(M, n1: int, n2: int | None = None) -> torch.Tensor:
+    if M.name == "helix":
+        return torch.linspace(0, M.s_max, n1, dtype=torch.float64)[:, None]
+    if M.name in ("swiss_roll", "s_curve"):
+        t = torch.linspace(M.curve.t_min, M.curve.t_max, n1, dtype=torch.float64)
+        return torch.stack([t, torch.zeros_like(t)], -1)
+    if M.name in ("flat_torus", "ring_torus"):
+        u = torch.arange(n1, dtype=torch.float64) * 2 * math.pi / n1
+        v = torch.arange(n2, dtype=torch.float64) * 2 * math.pi / n2
+        U, V = torch.meshgrid(u, v, indexing="ij")
+        return torch.stack([U.reshape(-1), V.reshape(-1)], -1)
+    raise AssertionError(M.name)
+
+
+@pytest.mark.parametrize("name,params,n1,n2,rtol", [
+    ("circle", {"radius": 1.3}, 300, None, 1e-6),      # random samples: close pairs lose digits
+    ("sphere", {"k": 3, "radius": 0.7}, 800, None, 1e-6),
+    ("flat_torus", {"a": 1.0, "b": 0.5}, 40, 40, 1e-9),
+    ("ring_torus", {"R": 1.0, "r": 0.4}, 40, 40, 1e-9),
+    ("ring_torus", {"R": 1.0, "r": 0.7}, 60, 60, 2e-3),   # bottleneck R − r = 0.3 at the hole
+    ("helix", {}, 3000, None, 1e-4),
+    ("swiss_roll", {}, 3000, None, 1e-4),
+    ("s_curve", {}, 3000, None, 1e-4),
+])
+def test_reach_estimate_matches_analytic(name, params, n1, n2, rtol):
+    M = make_manifold(name, ambient_dim=6, seed=1, **params)
+    if name in ("circle", "sphere"):
+        p, _ = M.sample(n1, generator=torch.Generator().manual_seed(0))
+    else:
+        p = M.from_params(_grid_params(M, n1, n2))
+    est = estimate_reach(p, M.tangent_basis(p))
+    assert est >= M.reach * (1 - min(rtol, 1e-6))                      # a sample can only over-estimate
+    assert est <= M.reach * (1 + rtol)
+
+
+def test_reach_helix_against_closed_form_scan():
+    # independent: Federer's ratio for pairs γ(s₁), γ(s₂) on a 2-D grid, then a Nelder–Mead polish
+    a, b = 1.0, 0.3
+    g = lambda s: np.array([a * np.cos(s), a * np.sin(s), b * s])
+    dg = lambda s: np.array([-a * np.sin(s), a * np.cos(s), b]) / math.hypot(a, b)
+
+    def ratio(z):
+        v = g(z[1]) - g(z[0])
+        T = dg(z[0])
+        return v @ v / (2 * math.sqrt(max(v @ v - (v @ T) ** 2, 1e-300)))
+
+    s = np.linspace(0.5, 4 * math.pi - 0.5, 120)
+    best = min(((ratio((s1, s2)), (s1, s2)) for s1 in s[::10] for s2 in s if abs(s2 - s1) > 1.0))
+    res = minimize(ratio, best[1], method="Nelder-Mead", options={"xatol": 1e-12, "fatol": 1e-15})
+    assert abs(res.fun - helix_reach(a, b, 4 * math.pi)) < 1e-9
+    assert abs(make_manifold("helix").reach - 0.9018246256689) < 1e-10
+    assert abs(res.fun - 0.90) < 0.005                                   # THEORY.md: ≈ 0.90
+    # curvature-limited helices: reach = (a² + b²)/a when the pitch is large
+    assert abs(helix_reach(1.0, 2.0, 4 * math.pi) - 5.0) < 1e-9
+
+
+def test_reach_spiral_rederived():
+    t0, t1 = 1.5 * math.pi, 4.5 * math.pi
+    w = lambda t: np.array([t * np.cos(t), t * np.sin(t)])
+    dw = lambda t: np.array([np.cos(t) - t * np.sin(t), np.sin(t) + t * np.cos(t)])
+
+    def ratio(p, q):   # Federer's ratio with the tangent at p
+        v = w(q) - w(p)
+        T = dw(p) / np.linalg.norm(dw(p))
+        return v @ v / (2 * abs(v[0] * T[1] - v[1] * T[0]))
+
+    # the inner end q = w(t0) seen from the next turn is the bottleneck
+    r = minimize_scalar(lambda p: ratio(p, t0), bounds=(10.0, 11.5), method="bounded", options={"xatol": 1e-12})
+    M = make_manifold("swiss_roll")
+    assert abs(r.fun - M.reach) < 1e-9
+    assert abs(M.reach - 3.11) < 0.01                                    # THEORY.md: ≈ 3.11
+    # interior pairs (both points away from the ends) are not tighter
+    ts = np.linspace(t0 + 0.5, t1, 300)
+    interior = min(ratio(p, q) for p in ts[::3] for q in ts if abs(q - p) > 2.0)
+    assert interior > M.reach
+    assert min((1 + t * t) ** 1.5 / (2 + t * t) for t in ts) > M.reach   # curvature radius is larger
+
+
+def test_reach_s_curve_golden_ratio():
+    M = make_manifold("s_curve")
+    assert abs(M.reach - (math.sqrt(5) - 1) / 2) < 1e-15
+    # the ball tangent to the upper arc at p, through the lower end q = (−1, −1), has radius τ
+    q = np.array([-1.0, -1.0])
+    c = np.array([0.0, 1.0])
+    nrm = (q - c) / np.linalg.norm(q - c)
+    p = c + nrm
+    v = q - p
+    assert abs(v @ v / (2 * abs(v @ nrm)) - M.reach) < 1e-12
+
+
+def test_reach_bad_input():
+    with pytest.raises(ValueError, match=r"points must have shape \(N, n\) with N >= 2.*\(3,\)"):
+        estimate_reach(torch.zeros(3), torch.zeros(3, 1, 1))
+    with pytest.raises(ValueError, match=r"tangent_bases must have shape \(4, 2, d\).*\(4, 3, 1\)"):
+        estimate_reach(torch.zeros(4, 2), torch.zeros(4, 3, 1))
+    with pytest.raises(ValueError, match=r"points contains 1 NaN"):
+        estimate_reach(torch.tensor([[0.0, math.nan], [1.0, 0.0]]), torch.zeros(2, 2, 1))
