@@ -1,0 +1,469 @@
+"""Typed run configuration: frozen dataclasses, TOML presets and checked ``--key=value`` overrides.
+
+A :class:`Config` is composed of one frozen dataclass per concern (data, model, objective, corruption,
+training, scoring). It is built from a preset (``manifold_ae/presets/<name>.toml``, a ``.toml`` file or a
+saved ``config.json``) plus command-line overrides such as ``--train.lr=3e-4`` or ``--steps=200`` (a bare key
+is accepted when exactly one section has it). Every value is checked against its field's type; an unknown key
+is reported together with the closest known keys. The resolved config is written beside every run
+(``config.toml`` and ``config.json``) and stored inside every checkpoint (``Config.to_dict``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from manifold_ae.checks import check_choice, check_fraction, check_int, check_positive
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["DataConfig", "ModelConfig", "ObjectiveConfig", "CorruptionConfig", "TrainConfig", "ScoreConfig",
+           "Config", "PRESET_DIR", "DATASETS", "OBJECTIVES", "list_presets", "load_config", "apply_overrides",
+           "parse_overrides", "to_toml", "save_config"]
+
+PRESET_DIR = Path(__file__).with_name("presets")
+DATASETS = ("synthetic", "mvtec", "folder", "magnetic_tile")
+OBJECTIVES = ("selfsupervised", "reconstruction", "denoising")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are prepared.
+
+    ``dataset``: ``synthetic`` (the built-in data, generated into ``root`` on first use), ``mvtec`` (MVTec AD
+    layout, ``root``/``category``), ``magnetic_tile`` (``root`` = the folder holding ``MT_Free``, ``MT_<Class>``)
+    or ``folder`` (``normal_dir`` and ``abnormal_dirs`` below ``root``, masks beside each anomalous image or in
+    ``mask_dir``, named ``<stem><mask_suffix>.png``). For ``folder`` and ``magnetic_tile`` a seeded
+    ``test_normal_fraction`` of the normal images goes to the test set. ``holdout_fraction`` of the remaining
+    normal training images (seed ``split_seed``) is held out of training and used only to set thresholds.
+    """
+
+    dataset: str = "synthetic"
+    root: str = "runs/data/synthetic"
+    category: str = "weave"
+    image_size: int = 128
+    channels: int = 3
+    resize_mode: str = "stretch"
+    cache: bool = False
+    holdout_fraction: float = 0.1
+    test_normal_fraction: float = 0.2
+    split_seed: int = 0
+    normal_dir: str = ""
+    abnormal_dirs: tuple[str, ...] = ()
+    mask_dir: str = ""
+    mask_suffix: str = ""
+    num_workers: int = 0
+    pin_memory: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.dataset, "data.dataset", DATASETS)
+        check_int(self.image_size, "data.image_size", minimum=16)
+        check_choice(self.channels, "data.channels", (1, 3))
+        check_choice(self.resize_mode, "data.resize_mode", ("stretch", "pad"))
+        check_fraction(self.holdout_fraction, "data.holdout_fraction", high=1.0, high_inclusive=False)
+        check_fraction(self.test_normal_fraction, "data.test_normal_fraction", high=1.0, high_inclusive=False)
+        check_int(self.num_workers, "data.num_workers", minimum=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The gated U-Net of the paper (``skips=False``: the same network without skip connections).
+
+    ``max_width = 0`` means the model's default cap (``8 * width``); see
+    :class:`~manifold_ae.models.unet.GatedUNet` for the meaning of every field.
+    """
+
+    width: int = 32
+    depth: int = 4
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    skips: bool = True
+    norm: str = "group"
+    sdc_layers: int = 2
+    max_width: int = 0
+    output: str = "sigmoid"
+
+    def __post_init__(self) -> None:
+        check_int(self.width, "model.width", minimum=1)
+        check_int(self.depth, "model.depth", minimum=1, maximum=8)
+        check_int(self.sdc_layers, "model.sdc_layers", minimum=0)
+        check_int(self.max_width, "model.max_width", minimum=0)
+        check_choice(self.norm, "model.norm", ("group", "batch", "none"))
+        check_choice(self.output, "model.output", ("sigmoid", "linear"))
+        if not self.dilations:
+            raise ValueError("model.dilations must be a non-empty list of positive integers, got ()")
+        for i, d in enumerate(self.dilations):
+            check_int(d, f"model.dilations[{i}]", minimum=1)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Which principle is trained: the paper's ``selfsupervised`` corruption objective or a baseline.
+
+    ``sigma`` is the noise level of the ``denoising`` baseline (images in [0, 1]); ``weight_corrupted``, when
+    positive, is passed to :class:`~manifold_ae.objectives.SelfSupervised` to weight corrupted pixels.
+    """
+
+    name: str = "selfsupervised"
+    sigma: float = 0.1
+    weight_corrupted: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "objective.name", OBJECTIVES)
+        check_positive(self.sigma, "objective.sigma")
+        check_positive(self.weight_corrupted, "objective.weight_corrupted", allow_zero=True)
+
+
+@dataclass(frozen=True)
+class CorruptionConfig:
+    """Training corruptions of the ``selfsupervised`` objective (passed to ``paper_corruption``).
+
+    ``clean_fraction`` of the training samples stay uncorrupted; ``opacity`` is the blending interval.
+    """
+
+    clean_fraction: float = 0.1
+    opacity: tuple[float, ...] = (0.5, 1.0)
+
+    def __post_init__(self) -> None:
+        check_fraction(self.clean_fraction, "corruption.clean_fraction")
+        if len(self.opacity) != 2 or self.opacity[0] > self.opacity[1]:
+            raise ValueError(f"corruption.opacity must be an interval [low, high] with low <= high, "
+                             f"got {self.opacity!r}")
+        for i, a in enumerate(self.opacity):
+            check_fraction(a, f"corruption.opacity[{i}]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, precision, checkpointing and output.
+
+    ``batch_size`` is the global batch: with K processes each takes ``batch_size / K``. ``device`` is
+    ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``. ``bf16`` and ``channels_last`` take effect
+    on CUDA only; ``compile`` wraps the model in ``torch.compile``.
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    checkpoint_every: int = 200
+    log_every: int = 10
+    out_dir: str = "runs/train"
+
+    def __post_init__(self) -> None:
+        check_int(self.steps, "train.steps", minimum=1)
+        check_int(self.batch_size, "train.batch_size", minimum=1)
+        check_positive(self.lr, "train.lr")
+        check_positive(self.weight_decay, "train.weight_decay", allow_zero=True)
+        check_int(self.warmup, "train.warmup", minimum=0)
+        check_positive(self.clip, "train.clip", allow_zero=True)
+        check_int(self.seed, "train.seed", minimum=0)
+        check_choice(self.device, "train.device", ("auto", "cpu", "cuda"))
+        check_int(self.checkpoint_every, "train.checkpoint_every", minimum=1)
+        check_int(self.log_every, "train.log_every", minimum=1)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Post-processing of residual maps into heat maps and image scores (T8).
+
+    ``sigma`` is the Gaussian smoothing width in pixels at ``data.image_size``; ``reduction`` is ``max`` or
+    ``topk`` (mean of the ``topk`` largest pixels); thresholds are the ``threshold_quantile`` of the
+    held-out normal images' scores (image level) and pixels (pixel level).
+    """
+
+    sigma: float = 2.0
+    reduction: str = "max"
+    topk: int = 50
+    threshold_quantile: float = 0.99
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        check_positive(self.sigma, "score.sigma", allow_zero=True)
+        check_choice(self.reduction, "score.reduction", ("max", "topk"))
+        check_int(self.topk, "score.topk", minimum=1)
+        check_fraction(self.threshold_quantile, "score.threshold_quantile")
+        check_int(self.batch_size, "score.batch_size", minimum=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: one section per concern; ``preset`` records where it started from."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    preset: str = ""
+
+    def __post_init__(self) -> None:
+        factor = 2 ** self.model.depth
+        if self.data.image_size % factor:
+            raise ValueError(f"data.image_size = {self.data.image_size} must be divisible by 2**model.depth = "
+                             f"{factor} (model.depth = {self.model.depth})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), the inverse of :meth:`from_dict`."""
+        out: dict[str, Any] = {"preset": self.preset}
+        for name in _SECTIONS:
+            section = getattr(self, name)
+            out[name] = {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "config") -> "Config":
+        """Build a config from a (possibly partial) nested dict, checking every key and value type."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{source}: expected a table of sections, got {d!r}")
+        unknown = [k for k in d if k not in _SECTIONS and k != "preset"]
+        if unknown:
+            raise ValueError(f"{source}: unknown section(s) {unknown}; expected some of "
+                             f"{list(_SECTIONS) + ['preset']}{_suggest(unknown[0], list(_SECTIONS))}")
+        kwargs: dict[str, Any] = {"preset": str(d.get("preset", ""))}
+        for name, section_cls in _SECTIONS.items():
+            values = d.get(name, {})
+            if not isinstance(values, Mapping):
+                raise ValueError(f"{source}: [{name}] must be a table of keys, got {values!r}")
+            hints = _field_types(section_cls)
+            checked = {}
+            for key, value in values.items():
+                if key not in hints:
+                    raise ValueError(f"{source}: unknown key {name}.{key}{_suggest(key, list(hints), name)}")
+                checked[key] = _coerce(value, hints[key], f"{name}.{key}", source=source)
+            kwargs[name] = section_cls(**checked)
+        return cls(**kwargs)
+
+    def replace(self, **sections: Any) -> "Config":
+        """Return a copy with whole sections (or ``preset``) replaced."""
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig,
+                              "corruption": CorruptionConfig, "train": TrainConfig, "score": ScoreConfig}
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _suggest(key: str, known: list[str], section: str | None = None) -> str:
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    prefix = f"{section}." if section else ""
+    if close:
+        return f"; did you mean {', '.join(prefix + c for c in close)}?"
+    return f"; known keys: {', '.join(prefix + k for k in known)}"
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is tuple:
+        return f"list of {typing.get_args(tp)[0].__name__}"
+    return tp.__name__
+
+
+def _coerce(value: Any, tp: Any, key: str, *, source: str) -> Any:
+    """Check ``value`` (from TOML/JSON, already typed) against the field type ``tp``."""
+    where = f"{source}: {key}"
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} = {value!r} has the wrong type; expected a {_type_name(tp)}")
+        item_tp = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]", source=source) for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ValueError(f"{where} = {value!r} has the wrong type; expected {_type_name(tp)}")
+
+
+# ---------------------------------------------------------------------------------------- command-line overrides
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _parse_scalar(text: str, tp: Any, key: str) -> Any:
+    def bad() -> ValueError:
+        return ValueError(f"override --{key}={text!r}: cannot read {text!r} as {_type_name(tp)}")
+
+    if tp is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise bad()
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise bad() from None
+    if tp is float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise bad() from None
+        return v
+    return text
+
+
+def _parse_value(text: str, tp: Any, key: str) -> Any:
+    if typing.get_origin(tp) is tuple:
+        item_tp = typing.get_args(tp)[0]
+        stripped = text.strip().strip("[]()")
+        if not stripped:
+            return ()
+        try:
+            return tuple(_parse_scalar(part.strip(), item_tp, key) for part in stripped.split(","))
+        except ValueError:
+            raise ValueError(f"override --{key}={text!r}: cannot read {text!r} as a comma-separated "
+                             f"{_type_name(tp)}") from None
+    return _parse_scalar(text, tp, key)
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Turn ``["--train.lr=3e-4", "--steps=20"]`` into ``{"train": {"lr": 3e-4}, ...}`` with typed values.
+
+    A bare key (``--steps``) is resolved to the single section that has it; keys found in several sections
+    must be qualified. Raises ValueError naming the key, the value and the expected type.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    all_keys = [f"{s}.{k}" for s, c in _SECTIONS.items() for k in _field_types(c)]
+    for item in overrides:
+        if not item.startswith("--") or "=" not in item:
+            raise ValueError(f"override {item!r} must look like --key=value or --section.key=value")
+        key, text = item[2:].split("=", 1)
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in _SECTIONS:
+                raise ValueError(f"override --{key}: unknown section {section!r}"
+                                 f"{_suggest(section, list(_SECTIONS))}")
+            hints = _field_types(_SECTIONS[section])
+            if name not in hints:
+                raise ValueError(f"override --{key}: unknown key {key!r}{_suggest(name, list(hints), section)}")
+        else:
+            owners = [s for s, c in _SECTIONS.items() if key in _field_types(c)]
+            if not owners:
+                raise ValueError(f"override --{key}: unknown key {key!r}"
+                                 f"{_suggest(key, all_keys + [k.split('.')[1] for k in all_keys])}")
+            if len(owners) > 1:
+                raise ValueError(f"override --{key}: ambiguous key {key!r}, found in sections {owners}; "
+                                 f"write one of {', '.join(f'--{s}.{key}' for s in owners)}")
+            section, name = owners[0], key
+            key = f"{section}.{name}"
+        tp = _field_types(_SECTIONS[section])[name]
+        out.setdefault(section, {})[name] = _parse_value(text, tp, key)
+    return out
+
+
+def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """Return ``config`` with the command-line ``overrides`` applied (and re-validated)."""
+    parsed = parse_overrides(overrides)
+    d = config.to_dict()
+    for section, values in parsed.items():
+        d[section].update({k: _plain(v) for k, v in values.items()})
+    return Config.from_dict(d, source="overrides")
+
+
+# ---------------------------------------------------------------------------------------------- files and presets
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled presets (``manifold_ae/presets/*.toml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a valid {path.suffix[1:].upper()} file ({err})") from err
+
+
+def load_config(preset: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a preset (bundled name, ``.toml`` or ``.json`` path; None = defaults) and apply ``overrides``."""
+    if preset is None or preset == "":
+        config = Config()
+    else:
+        path = Path(preset)
+        if path.suffix not in {".toml", ".json"}:
+            path = PRESET_DIR / f"{preset}.toml"
+            if not path.is_file():
+                raise ValueError(f"unknown preset {str(preset)!r} (no file {path}); expected one of "
+                                 f"{list_presets()} or a path to a .toml/.json config"
+                                 f"{_suggest(str(preset), list_presets())}")
+        elif not path.is_file():
+            raise ValueError(f"config file {path} does not exist; expected a .toml or .json config file")
+        d = _read_file(path)
+        d.setdefault("preset", path.stem)
+        config = Config.from_dict(d, source=str(path))
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):  # a TOML basic string: escape backslash, quote and control characters
+        return '"' + "".join(f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F
+                             else "\\" + ch if ch in '"\\' else ch for ch in value) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def to_toml(config: Config) -> str:
+    """The config as TOML text that :func:`load_config` reads back to an equal config."""
+    d = config.to_dict()
+    lines = [f"preset = {_toml_value(d['preset'])}"]
+    for section in _SECTIONS:
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_config(config: Config, directory: str | Path) -> None:
+    """Write ``config.toml`` and ``config.json`` into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.toml").write_text(to_toml(config), encoding="utf-8")
+    (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")

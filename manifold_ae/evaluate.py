@@ -1,0 +1,211 @@
+"""``manifold-ae evaluate``: checkpoint(s) + dataset -> metrics JSON, markdown table, overlays (T8).
+
+    manifold-ae evaluate runs/quick --out runs/quick/eval
+    manifold-ae evaluate runs/mvtec-bottle runs/mvtec-cable ... --out reports/mvtec   # one model per category
+
+Protocol: images go through :class:`~manifold_ae.pipeline.Pipeline` (the same path ``predict`` uses);
+thresholds are the ``score.threshold_quantile`` of the *held-out normal training images* (the split stored
+in the checkpoint's config), never of the test set. Threshold-free metrics (AUROC, AUPRO, AP, F1-max) are
+reported beside the thresholded ones, overall and per defect class (each defect class against all good
+test images).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from manifold_ae.anomaly.metrics import image_metrics, pixel_metrics
+from manifold_ae.config import apply_overrides, parse_overrides
+from manifold_ae.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
+
+__all__ = ["main", "evaluate", "metrics_for", "markdown_table", "EVALUATE_KEYS"]
+
+#: config keys ``evaluate`` may override (the rest must match training, or the held-out split would move)
+EVALUATE_KEYS = frozenset({"data.root", "data.num_workers", "score.sigma", "score.reduction", "score.topk",
+                           "score.threshold_quantile", "score.batch_size"})
+
+TABLE_COLUMNS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO@0.3"),
+                 ("pixel_ap", "pixel AP"), ("image_f1", "image F1 @thr"), ("pixel_f1_max", "pixel F1-max"))
+
+
+def metrics_for(scored: ScoredSet, *, thresholds: dict[str, float] | None) -> dict[str, Any]:
+    """Image- and pixel-level metrics of a scored test set: ``{"all": {...}, "<defect>": {...}, ...}``.
+
+    Each defect class is scored against all good test images; ``n_good``/``n_defect`` count images.
+    """
+    if scored.labels is None or scored.masks is None or scored.defects is None:
+        raise ValueError("metrics need a labelled test set (labels, masks, defects)")
+    labels = scored.labels
+    if int(labels.sum()) == 0 or int(labels.sum()) == labels.numel():
+        raise ValueError(f"the test set needs normal and anomalous images, got {int((labels == 0).sum())} normal "
+                         f"and {int(labels.sum())} anomalous")
+    image_thr = thresholds.get("image") if thresholds else None
+    pixel_thr = thresholds.get("pixel") if thresholds else None
+    good = labels == 0
+    groups = {"all": torch.ones_like(good)}
+    for defect in sorted({d for d, y in zip(scored.defects, labels.tolist()) if y == 1}):
+        groups[defect] = good | torch.tensor([d == defect for d in scored.defects])
+    out: dict[str, Any] = {}
+    for name, sel in groups.items():
+        metrics = {"n_good": int((sel & good).sum()), "n_defect": int((sel & ~good).sum())}
+        metrics |= image_metrics(labels[sel], scored.scores[sel], threshold=image_thr)
+        masks = scored.masks[sel]
+        if masks.sum() > 0:  # pixel metrics need at least one annotated defect pixel
+            metrics |= pixel_metrics(masks, scored.heatmaps[sel], threshold=pixel_thr)
+        out[name] = metrics
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f}"
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of ``{category: metrics_for(...)}``, one row per category and defect, plus the mean."""
+    header = "| category | defect | good / defect images | " + " | ".join(t for _, t in TABLE_COLUMNS) + " |"
+    lines = [header, "|" + " --- |" * (3 + len(TABLE_COLUMNS))]
+    for category, groups in results.items():
+        for defect, m in groups.items():
+            cells = [_fmt(m.get(key)) for key, _ in TABLE_COLUMNS]
+            label = f"**{defect}**" if defect == "all" else defect
+            lines.append(f"| {category} | {label} | {m['n_good']} / {m['n_defect']} | " + " | ".join(cells) + " |")
+    if len(results) > 1:
+        cells = []
+        for key, _ in TABLE_COLUMNS:
+            values = [g["all"][key] for g in results.values() if key in g["all"]]
+            cells.append(_fmt(sum(values) / len(values)) if values else "–")
+        lines.append("| **mean** | all categories | | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_overlays(pipe: Pipeline, dataset: Any, scored: ScoredSet, *, thresholds: dict[str, float] | None,
+                    out_dir: Path, per_class: int) -> list[str]:
+    """One PNG grid per defect class (the first ``per_class`` images of each, in dataset order)."""
+    from manifold_ae.viz.overlays import overlay_grid
+
+    assert scored.defects is not None and scored.masks is not None
+    written = []
+    vmax = 2 * thresholds["pixel"] if thresholds else float(scored.heatmaps.max())
+    for defect in sorted(set(scored.defects)):
+        idx = [i for i, d in enumerate(scored.defects) if d == defect][:per_class]
+        out = pipe(torch.stack([dataset[i]["image"] for i in idx]))
+        pred = (out.heatmap >= thresholds["pixel"]).float() if thresholds else None
+        path = overlay_grid(out.image, out.reconstruction, out.heatmap, scored.masks[idx], pred,
+                            path=out_dir / f"overlays_{defect}.png", titles=[Path(scored.paths[i]).name for i in idx],
+                            scores=out.score.tolist(), vmax=vmax)
+        written.append(str(path))
+    return written
+
+
+def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence[str] = (),
+             device: str = "auto", overlays_per_class: int = 4, progress: bool = True) -> dict[str, Any]:
+    """Evaluate one checkpoint on its configured test set; writes into ``out_dir`` and returns the results.
+
+    Files: ``metrics.json`` (metrics per defect class, thresholds, protocol), ``scores.json`` (one score per
+    test image, the format of ``predict``), ``results.md`` and ``overlays_<defect>.png``.
+    """
+    pipe = Pipeline.from_checkpoint(checkpoint, device=device)
+    assert pipe.config is not None
+    for section, values in parse_overrides(overrides).items():
+        bad = [f"{section}.{k}" for k in values if f"{section}.{k}" not in EVALUATE_KEYS]
+        if bad:
+            raise ValueError(f"evaluate cannot override {bad}: they must match the training run; allowed: "
+                             f"{sorted(EVALUATE_KEYS)}")
+    config = apply_overrides(pipe.config, overrides)
+    pipe.score_config = config.score
+    splits = build_datasets(config.data)
+    if splits.test is None:
+        raise ValueError(f"data.dataset = {config.data.dataset!r} at {config.data.root!r} has no test set to "
+                         "evaluate on")
+    thresholds = None
+    if splits.holdout is not None:  # held-out normal training images only (never the test set)
+        thresholds = thresholds_from_normal(pipe.score_dataset(splits.holdout, progress=progress),
+                                            quantile=config.score.threshold_quantile)
+    scored = pipe.score_dataset(splits.test, progress=progress)
+    metrics = metrics_for(scored, thresholds=thresholds)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    category = config.data.category or Path(config.data.root).name
+    result = {"category": category, "checkpoint": str(checkpoint), "step": pipe.step,
+              "metrics": metrics, "thresholds": thresholds,
+              "protocol": {"image_size": config.data.image_size, "channels": config.data.channels,
+                           "resize": f"{config.data.resize_mode} to image_size x image_size (antialiased bilinear); masks "
+                                     "binarised at 128/255, then nearest-neighbour",
+                           "score": f"{config.score.reduction} of the residual map smoothed with a Gaussian "
+                                    f"(sigma = {config.score.sigma} px)",
+                           "thresholds": f"quantile {config.score.threshold_quantile} of held-out normal "
+                                         f"training images (holdout_fraction = {config.data.holdout_fraction}, "
+                                         f"split_seed = {config.data.split_seed}); nothing chosen on the test set",
+                           "objective": config.objective.name},
+              "config": config.to_dict()}
+    _write_json(out_dir / "metrics.json", result)
+    _write_json(out_dir / "scores.json", _scores_record(scored, thresholds, checkpoint))
+    (out_dir / "results.md").write_text(markdown_table({category: metrics}), encoding="utf-8")
+    if overlays_per_class > 0:
+        result["overlays"] = _write_overlays(pipe, splits.test, scored, thresholds=thresholds, out_dir=out_dir,
+                                             per_class=overlays_per_class)
+    return result
+
+
+def _scores_record(scored: ScoredSet, thresholds: dict[str, float] | None, checkpoint: str | Path) -> dict[str, Any]:
+    """Per-image scores in the format shared with ``predict``'s scores.json."""
+    images = []
+    for i, path in enumerate(scored.paths):
+        record: dict[str, Any] = {"path": path, "score": float(scored.scores[i])}
+        record["anomalous"] = bool(scored.scores[i] >= thresholds["image"]) if thresholds else None
+        if scored.labels is not None and scored.defects is not None:
+            record |= {"label": int(scored.labels[i]), "defect": scored.defects[i]}
+        images.append(record)
+    return {"checkpoint": str(checkpoint), "thresholds": thresholds, "images": images}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``manifold-ae evaluate CHECKPOINT [CHECKPOINT ...] --out DIR [--data.root=...] [--score.sigma=...]``."""
+    p = argparse.ArgumentParser(prog="manifold-ae evaluate", allow_abbrev=False,
+                                description="Evaluate checkpoints (files or run directories) on their test sets. "
+                                            f"Overridable: {', '.join(sorted(EVALUATE_KEYS))}.")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint.pt files or run directories")
+    p.add_argument("--out", default=None, help="output directory (default: <run directory>/eval)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overlays", type=int, default=4, help="overlay rows per defect class (0: none)")
+    p.add_argument("--no-progress", action="store_true")
+    args, overrides = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    all_metrics: dict[str, dict[str, Any]] = {}
+    try:
+        for ckpt in args.checkpoints:
+            run_dir = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+            out = Path(args.out) if args.out else run_dir / "eval"
+            if args.out and len(args.checkpoints) > 1:
+                out = out / run_dir.name
+            result = evaluate(ckpt, out_dir=out, overrides=overrides, device=args.device,
+                              overlays_per_class=args.overlays, progress=not args.no_progress)
+            key = result["category"] if result["category"] not in all_metrics else f"{result['category']} ({ckpt})"
+            all_metrics[key] = result["metrics"]
+            print(f"{ckpt}: results in {out}")
+    except ValueError as err:
+        print(f"manifold-ae evaluate: {err}", file=sys.stderr)
+        return 2
+    table = markdown_table(all_metrics)
+    if args.out and len(args.checkpoints) > 1:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "results.md").write_text(table, encoding="utf-8")
+        _write_json(Path(args.out) / "metrics.json", all_metrics)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""The one pre/post-processing path from image files to heat maps and scores (T8).
+
+``load -> resize -> model -> residual map -> smoothing -> image score``: :class:`Pipeline` is used by
+``evaluate`` (dataset -> metrics), ``predict`` (folder -> heat maps) and by ``train`` (thresholds from
+held-out normal training images), so training-time and deployment-time scores cannot drift apart.
+This module also builds the model and the data splits from a :class:`~manifold_ae.config.Config`, so
+``train`` and ``evaluate`` hold out exactly the same normal images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
+from manifold_ae.config import Config, DataConfig, ModelConfig, ScoreConfig
+
+__all__ = ["build_model", "Splits", "holdout_split", "build_datasets", "Scored", "ScoredSet", "Pipeline",
+           "thresholds_from_normal", "load_checkpoint", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other strings are passed to :class:`torch.device`."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def build_model(model: ModelConfig, *, channels: int) -> nn.Module:
+    """The gated U-Net described by ``model`` for images with ``channels`` channels."""
+    from manifold_ae.models.unet import GatedUNet
+
+    return GatedUNet(channels, width=model.width, depth=model.depth, dilations=model.dilations,
+                     skips=model.skips, norm=model.norm, sdc_layers=model.sdc_layers,
+                     max_width=model.max_width or None, output=model.output)
+
+
+# --------------------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class Splits:
+    """Datasets of one run: normal images to train on, held-out normal images (thresholds only), test set."""
+
+    train: Dataset
+    holdout: Dataset | None
+    test: Dataset | None
+
+
+def holdout_split(num: int, *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of ``range(num)`` into (train indices, held-out indices), both sorted.
+
+    The held-out part has ``round(fraction * num)`` items (at least 1 when ``fraction > 0``) and the training
+    part keeps at least one.
+    """
+    if num < 1:
+        raise ValueError(f"cannot split an empty set of normal training images (num = {num})")
+    n_hold = 0 if fraction <= 0 else min(num - 1, max(1, round(fraction * num)))
+    perm = np.random.default_rng(seed).permutation(num)
+    return sorted(perm[n_hold:].tolist()), sorted(perm[:n_hold].tolist())
+
+
+def _only_category(root: str) -> str:
+    """The single category folder under ``root`` (for the built-in data, whose category name is fixed)."""
+    path = Path(root)
+    if not path.is_dir():
+        raise ValueError(f"data.root = {root!r} is not a directory; expected an MVTec-layout root "
+                         "(<root>/<category>/train/good/...)")
+    cats = sorted(p.name for p in path.iterdir() if (p / "train").is_dir())
+    if len(cats) != 1:
+        raise ValueError(f"data.category is empty and data.root = {root!r} holds {len(cats)} categories "
+                         f"{cats}; set --data.category=<name>")
+    return cats[0]
+
+
+def build_datasets(cfg: DataConfig) -> Splits:
+    """Datasets for ``cfg``: normal training images, held-out normal images, and the test set.
+
+    The held-out normal images (``cfg.holdout_fraction`` of the normal training images, seed
+    ``cfg.split_seed``) are never trained on; ``evaluate`` uses them, and only them, to set thresholds.
+    """
+    common = {"image_size": cfg.image_size, "channels": cfg.channels, "resize_mode": cfg.resize_mode,
+              "cache": cfg.cache}
+    keep = 1.0 - cfg.test_normal_fraction
+    if cfg.dataset == "magnetic_tile":
+        from manifold_ae.data.folder import magnetic_tile_splits
+
+        mt = magnetic_tile_splits(cfg.root, train_fraction=keep * (1 - cfg.holdout_fraction),
+                                  val_fraction=keep * cfg.holdout_fraction, seed=cfg.split_seed, **common)
+        return Splits(train=mt.train, holdout=mt.val, test=mt.test)
+    if cfg.dataset == "folder":
+        return _folder_splits(cfg, common)
+    from manifold_ae.data.mvtec import MVTecAD
+
+    category = cfg.category or _only_category(cfg.root)
+    any_category = cfg.dataset == "synthetic"
+    normal = MVTecAD(cfg.root, category, split="train", any_category=any_category, **common)
+    test = MVTecAD(cfg.root, category, split="test", any_category=any_category, **common)
+    train_idx, hold_idx = holdout_split(len(normal), fraction=cfg.holdout_fraction, seed=cfg.split_seed)
+    return Splits(train=Subset(normal, train_idx), holdout=Subset(normal, hold_idx) if hold_idx else None,
+                  test=test)
+
+
+def _folder_splits(cfg: DataConfig, common: dict[str, Any]) -> Splits:
+    """Seeded test / held-out / train split of the normal folder; anomalous folders go to the test set."""
+    from manifold_ae.data.folder import FolderDataset
+
+    if not cfg.normal_dir:
+        raise ValueError("data.normal_dir must name the folder of normal images (below data.root) for "
+                         "data.dataset = 'folder'")
+    root = Path(cfg.root)
+    masks = {"mask_dir": root / cfg.mask_dir if cfg.mask_dir else None, "mask_suffix": cfg.mask_suffix}
+    names = [s.image.name for s in FolderDataset(root / cfg.normal_dir, **common).samples]
+    perm = np.random.default_rng(cfg.split_seed).permutation(len(names))
+    n_test = round(cfg.test_normal_fraction * len(names)) if cfg.abnormal_dirs else 0
+    test_names = sorted(names[i] for i in perm[:n_test])
+    rest = [names[i] for i in perm[n_test:]]
+    train_idx, hold_idx = holdout_split(len(rest), fraction=cfg.holdout_fraction, seed=cfg.split_seed)
+    train = FolderDataset(root / cfg.normal_dir, files=[rest[i] for i in train_idx], **common)
+    holdout = FolderDataset(root / cfg.normal_dir, files=[rest[i] for i in hold_idx], **common) if hold_idx else None
+    test = None
+    if cfg.abnormal_dirs:
+        if not test_names:
+            raise ValueError(f"data.test_normal_fraction = {cfg.test_normal_fraction} leaves no normal test image "
+                             f"out of {len(names)}; expected a fraction giving at least one")
+        abnormal = {Path(d).name: root / d for d in cfg.abnormal_dirs}
+        test = FolderDataset(root / cfg.normal_dir, files=test_names, abnormal_dir=abnormal, **masks, **common)
+    return Splits(train=train, holdout=holdout, test=test)
+
+
+# ------------------------------------------------------------------------------------------------------ scoring
+
+
+@dataclass
+class Scored:
+    """One batch through the pipeline: all (B, ...) tensors on the CPU, float32."""
+
+    image: torch.Tensor  # (B, C, H, W) model input in [0, 1]
+    reconstruction: torch.Tensor  # (B, C, H, W)
+    residual: torch.Tensor  # (B, H, W) channel-mean squared residual (T8)
+    heatmap: torch.Tensor  # (B, H, W) smoothed residual
+    score: torch.Tensor  # (B,) image score
+
+
+@dataclass
+class ScoredSet:
+    """A whole dataset through the pipeline; ``masks`` is None for unlabelled images (predict)."""
+
+    heatmaps: torch.Tensor  # (N, H, W)
+    scores: torch.Tensor  # (N,)
+    paths: list[str]
+    labels: torch.Tensor | None = None  # (N,) 0 normal, 1 anomalous
+    masks: torch.Tensor | None = None  # (N, H, W) {0, 1}
+    defects: list[str] | None = None
+
+
+class Pipeline:
+    """A trained model plus the fixed pre- and post-processing of its inputs and outputs.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps images (B, C, H, W) in [0, 1] to reconstructions of the same shape.
+    image_size : int
+        Images are resized to ``image_size`` x ``image_size`` on loading (``resize_mode``: ``stretch`` or
+        ``pad``, exactly as the datasets of ``manifold_ae.data`` do).
+    channels : int
+        1 (grayscale) or 3 (RGB); images are converted on loading.
+    score : ScoreConfig
+        Smoothing width and image-score reduction.
+    device : str or torch.device
+        Where the model runs.
+    thresholds : dict, optional
+        ``{"image": float, "pixel": float}`` from held-out normal images (see :func:`thresholds_from_normal`).
+    """
+
+    def __init__(self, model: nn.Module, *, image_size: int, channels: int, score: ScoreConfig,
+                 resize_mode: str = "stretch", device: str | torch.device = "cpu",
+                 thresholds: dict[str, float] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.image_size = image_size
+        self.channels = channels
+        self.resize_mode = resize_mode
+        self.score_config = score
+        self.thresholds = dict(thresholds) if thresholds else {}
+        self.config: Config | None = None  # set by from_checkpoint
+        self.step: int | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto") -> "Pipeline":
+        """Rebuild the model of a training checkpoint (file, or run directory holding ``checkpoint.pt``)."""
+        state = load_checkpoint(path)
+        config = Config.from_dict(state["config"], source=f"{path} (stored config)")
+        model = build_model(config.model, channels=config.data.channels)
+        model.load_state_dict(state["model"])
+        pipe = cls(model, image_size=config.data.image_size, channels=config.data.channels, score=config.score,
+                   resize_mode=config.data.resize_mode, device=device, thresholds=state.get("thresholds"))
+        pipe.config = config
+        pipe.step = int(state["step"])
+        return pipe
+
+    # -------------------------------------------------------------------------------------------- input
+    def load(self, paths: Sequence[str | Path]) -> torch.Tensor:
+        """Read and resize image files: the same loader the datasets use. Returns (B, C, H, W) in [0, 1]."""
+        from manifold_ae.data.io import load_image
+
+        images = [load_image(p, channels=self.channels, size=self.image_size, resize_mode=self.resize_mode)
+                  for p in paths]
+        return torch.stack(images)  # (B, C, H, W)
+
+    # -------------------------------------------------------------------------------------------- model
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> Scored:
+        """Images (B, C, H, W) in [0, 1] -> reconstructions, residual maps, heat maps and image scores."""
+        expected = (self.channels, self.image_size, self.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}) (as loaded by "
+                             f"Pipeline.load), got {tuple(x.shape)}")
+        x = x.to(self.device, torch.float32)
+        x_hat = self.model(x)  # (B, C, H, W)
+        r = residual_map(x, x_hat)  # (B, H, W), T8
+        heat = smooth(r, sigma=self.score_config.sigma)  # (B, H, W)
+        k = self.score_config.topk
+        s = image_scores(heat, reduction=self.score_config.reduction, k=k)  # (B,)
+        return Scored(x.cpu(), x_hat.float().cpu(), r.float().cpu(), heat.float().cpu(), s.float().cpu())
+
+    def score_dataset(self, dataset: Dataset, *, progress: bool = False) -> ScoredSet:
+        """Run every item ``{"image", "mask", "label", "defect", "path"}`` of ``dataset`` through the pipeline."""
+        batch = self.score_config.batch_size
+        heat, scores, masks, labels, defects, paths = [], [], [], [], [], []
+        starts: Iterable[int] = range(0, len(dataset), batch)
+        if progress:
+            from tqdm.auto import tqdm
+            starts = tqdm(list(starts), desc="scoring", leave=False)
+        for start in starts:
+            items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
+            out = self(torch.stack([it["image"] for it in items]))
+            heat.append(out.heatmap)
+            scores.append(out.score)
+            masks += [it["mask"].reshape(out.heatmap.shape[1:]) for it in items]
+            labels += [int(it["label"]) for it in items]
+            defects += [str(it["defect"]) for it in items]
+            paths += [str(it["path"]) for it in items]
+        if not paths:
+            raise ValueError("cannot score an empty dataset")
+        return ScoredSet(torch.cat(heat), torch.cat(scores), paths, torch.tensor(labels),
+                         torch.stack(masks).float(), defects)
+
+    def score_paths(self, paths: Sequence[str | Path]) -> ScoredSet:
+        """Load and score image files in batches of ``score.batch_size``."""
+        if not paths:
+            raise ValueError("paths is empty; expected at least one image file")
+        batch = self.score_config.batch_size
+        heat, scores = [], []
+        for start in range(0, len(paths), batch):
+            out = self(self.load(paths[start:start + batch]))
+            heat.append(out.heatmap)
+            scores.append(out.score)
+        return ScoredSet(torch.cat(heat), torch.cat(scores), [str(p) for p in paths])
+
+
+def thresholds_from_normal(scored: ScoredSet, *, quantile: float) -> dict[str, float]:
+    """Image and pixel thresholds: the ``quantile`` of normal images' scores and of their heat-map pixels.
+
+    Only ever called on held-out *normal training* images, never on the test set.
+    """
+    from manifold_ae.anomaly.metrics import threshold_from_normal
+
+    return {"image": threshold_from_normal(scored.scores, quantile=quantile),
+            "pixel": threshold_from_normal(scored.heatmaps.flatten(), quantile=quantile),
+            "quantile": float(quantile), "num_images": int(scored.scores.numel())}
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint (file or run directory) on the CPU, with ``weights_only`` unpickling."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist; expected a checkpoint.pt written by manifold-ae "
+                         "train, or its run directory")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign files
+        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); expected a "
+                         "checkpoint written by manifold-ae train") from err
+    missing = [k for k in ("model", "config", "step") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks the entries {missing}; expected a manifold-ae checkpoint")
+    return state

@@ -1,0 +1,127 @@
+"""Config: presets, round trips (dict, TOML, JSON), checked overrides and their error messages."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from manifold_ae.config import (Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, list_presets,
+                                load_config, parse_overrides, save_config, to_toml)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def test_every_bundled_preset_loads_and_names_itself():
+    names = list_presets()
+    assert {"quick", "magnetic_tile", "magnetic_tile_gpu", "mvtec"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.preset == name
+        assert cfg.data.image_size % 2 ** cfg.model.depth == 0
+
+
+def test_quick_preset_is_small_cpu_and_mvtec_is_gpu():
+    quick, mvtec = load_config("quick"), load_config("mvtec")
+    assert quick.data.dataset == "synthetic" and 64 <= quick.data.image_size <= 128
+    assert quick.train.device == "auto"
+    assert mvtec.train.device == "cuda" and mvtec.data.image_size == 256 and mvtec.train.bf16
+
+
+def test_dict_toml_and_json_round_trip_give_equal_configs(tmp_path):
+    cfg = load_config("quick", ["--train.lr=3e-4", "--model.dilations=1,3", "--data.abnormal_dirs=a,b",
+                                "--train.bf16=false"])
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    assert Config.from_dict(tomllib.loads(to_toml(cfg))) == cfg
+    save_config(cfg, tmp_path)
+    assert load_config(tmp_path / "config.toml") == cfg
+    assert load_config(tmp_path / "config.json") == cfg
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 3e-4
+
+
+@settings(max_examples=25, deadline=None)
+@given(lr=st.floats(1e-8, 10.0, allow_nan=False), steps=st.integers(1, 10**7),
+       dilations=st.lists(st.integers(1, 64), min_size=1, max_size=6), bf16=st.booleans(),
+       root=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20))
+def test_toml_round_trip_property(lr, steps, dilations, bf16, root):
+    cfg = Config(data=DataConfig(root=root), model=ModelConfig(dilations=tuple(dilations)),
+                 train=TrainConfig(lr=lr, steps=steps, bf16=bf16))
+    assert Config.from_dict(tomllib.loads(to_toml(cfg))) == cfg
+
+
+def test_overrides_are_typed_and_bare_keys_resolve_to_their_section():
+    parsed = parse_overrides(["--steps=7", "--train.lr=1e-2", "--skips=no", "--dilations=[1, 2]",
+                              "--data.root=a=b"])
+    assert parsed == {"train": {"steps": 7, "lr": 0.01}, "model": {"skips": False, "dilations": (1, 2)},
+                      "data": {"root": "a=b"}}
+    cfg = apply_overrides(Config(), ["--steps=7", "--clip=0"])
+    assert cfg.train.steps == 7 and cfg.train.clip == 0.0 and isinstance(cfg.train.clip, float)
+
+
+@pytest.mark.parametrize("override, words", [
+    (["--train.steps=ten"], ["train.steps", "'ten'", "int"]),
+    (["--train.lr=fast"], ["train.lr", "'fast'", "float"]),
+    (["--train.bf16=maybe"], ["train.bf16", "'maybe'", "bool"]),
+    (["--model.dilations=1,x"], ["model.dilations", "'1,x'", "list of int"]),
+    (["--stpes=3"], ["stpes", "did you mean", "steps"]),
+    (["--trian.lr=1"], ["trian", "did you mean", "train"]),
+    (["--train.lrr=1"], ["train.lrr", "did you mean", "train.lr"]),
+    (["--sigma=1"], ["ambiguous", "--objective.sigma", "--score.sigma"]),
+    (["train.lr=1"], ["train.lr=1", "--key=value"]),
+    (["--train.lr"], ["--key=value"]),
+])
+def test_bad_overrides_name_key_value_and_expectation(override, words):
+    with pytest.raises(ValueError) as err:
+        apply_overrides(Config(), override)
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize("override, words", [
+    (["--train.lr=-1"], ["train.lr", "> 0", "-1"]),
+    (["--train.steps=0"], ["train.steps", "0"]),
+    (["--data.dataset=imagenet"], ["data.dataset", "imagenet", "mvtec"]),
+    (["--objective.name=vae"], ["objective.name", "vae", "selfsupervised"]),
+    (["--data.image_size=100"], ["data.image_size", "100", "divisible", "model.depth"]),
+    (["--corruption.opacity=0.9,0.1"], ["corruption.opacity", "low <= high"]),
+    (["--data.holdout_fraction=1.0"], ["data.holdout_fraction", "1.0"]),
+])
+def test_out_of_range_values_are_rejected_with_the_field_name(override, words):
+    with pytest.raises(ValueError) as err:
+        apply_overrides(Config(), override)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_bad_files_and_unknown_keys_in_files(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown preset 'quik'.*did you mean quick"):
+        load_config("quik")
+    with pytest.raises(ValueError, match=r"does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nsteps = 'many'\n")
+    with pytest.raises(ValueError, match=r"bad.toml: train.steps = 'many' has the wrong type; expected int"):
+        load_config(bad)
+    bad.write_text("[trainn]\nsteps = 3\n")
+    with pytest.raises(ValueError, match=r"unknown section.*trainn.*did you mean train"):
+        load_config(bad)
+    bad.write_text("[model]\nwidht = 3\n")
+    with pytest.raises(ValueError, match=r"unknown key model.widht; did you mean model.width"):
+        load_config(bad)
+    bad.write_text("[model\n")
+    with pytest.raises(ValueError, match=r"bad.toml: not a valid TOML file"):
+        load_config(bad)
+    bad.write_text("[train]\nbf16 = 1\n")  # an int is not a bool
+    with pytest.raises(ValueError, match=r"train.bf16 = 1 has the wrong type; expected bool"):
+        load_config(bad)
+
+
+def test_config_is_frozen():
+    cfg = Config()
+    with pytest.raises(AttributeError):
+        cfg.train.steps = 3  # type: ignore[misc]

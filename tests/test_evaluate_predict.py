@@ -1,0 +1,107 @@
+"""evaluate and predict share one pipeline: same scores for the same files; thresholds from held-out normals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from fakes import make_fake_mvtec
+from manifold_ae.evaluate import main as evaluate_main
+from manifold_ae.pipeline import Pipeline, holdout_split, load_checkpoint
+from manifold_ae.predict import main as predict_main
+from manifold_ae.train import main as train_main
+
+TINY = ["--data.dataset=synthetic", "--data.category=widget", "--data.image_size=32", "--model.width=4",
+        "--model.depth=2", "--model.dilations=1,2", "--model.sdc_layers=1", "--train.batch_size=4",
+        "--train.lr=1e-2", "--train.warmup=1", "--train.steps=8", "--train.device=cpu", "--train.bf16=false",
+        "--train.channels_last=false", "--data.holdout_fraction=0.25", "--score.sigma=1", "--score.batch_size=3",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("evalpred")
+    root = make_fake_mvtec(tmp / "data", category="widget", n_train=12, n_test_good=3,
+                           defects=("scratch", "dent"), n_defect=3, size=32)
+    assert train_main([*TINY, f"--data.root={root}", f"--out={tmp / 'run'}"]) == 0
+    assert evaluate_main([str(tmp / "run"), "--out", str(tmp / "eval"), "--no-progress", "--overlays=2"]) == 0
+    test = root / "widget" / "test"
+    assert predict_main([str(tmp / "run" / "checkpoint.pt"), str(test / "dent"), str(test / "good"),
+                         str(test / "scratch"), "--out", str(tmp / "pred"), "--device=cpu"]) == 0
+    return {"root": root, "run": tmp / "run", "eval": tmp / "eval", "pred": tmp / "pred"}
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_evaluate_and_predict_give_identical_scores_for_the_same_files(run):
+    ev = {r["path"]: r["score"] for r in read(run["eval"] / "scores.json")["images"]}
+    pr = {r["path"]: r["score"] for r in read(run["pred"] / "scores.json")["images"]}
+    assert len(ev) == 9 and set(ev) == set(pr)  # different orders and batch compositions, same files
+    assert all(ev[p] == pr[p] for p in ev), [(p, ev[p], pr[p]) for p in ev if ev[p] != pr[p]]
+
+
+def test_reported_image_auroc_matches_sklearn_on_the_written_scores(run):
+    records = read(run["eval"] / "scores.json")["images"]
+    metrics = read(run["eval"] / "metrics.json")["metrics"]
+    y = [r["label"] for r in records]
+    s = [r["score"] for r in records]
+    assert metrics["all"]["image_auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    for defect in ("scratch", "dent"):
+        sel = [r for r in records if r["defect"] in ("good", defect)]
+        ref = roc_auc_score([r["label"] for r in sel], [r["score"] for r in sel])
+        assert metrics[defect]["image_auroc"] == pytest.approx(ref, abs=1e-12)
+        assert metrics[defect]["n_good"] == 3 and metrics[defect]["n_defect"] == 3
+    assert {"pixel_auroc", "aupro", "pixel_ap", "image_f1"} <= set(metrics["all"])
+
+
+def test_thresholds_are_the_quantile_of_held_out_normal_training_images_only(run, tmp_path):
+    state = load_checkpoint(run["run"])
+    cfg = state["config"]["data"]
+    train_files = sorted((run["root"] / "widget" / "train" / "good").iterdir())
+    _, hold = holdout_split(len(train_files), fraction=cfg["holdout_fraction"], seed=cfg["split_seed"])
+    assert len(hold) == 3
+    held = [train_files[i] for i in hold]
+    pipe = Pipeline.from_checkpoint(run["run"], device="cpu")
+    scored = pipe.score_paths(held)
+    expected = float(np.quantile(scored.scores.numpy().astype(np.float64), 0.99))
+    thresholds = read(run["eval"] / "metrics.json")["thresholds"]
+    assert thresholds["image"] == pytest.approx(expected, rel=1e-12)
+    assert thresholds["pixel"] == pytest.approx(float(np.quantile(scored.heatmaps.numpy().astype(np.float64), 0.99)), rel=1e-12)
+    assert state["thresholds"]["image"] == pytest.approx(expected, rel=1e-12)  # stored at the end of training
+    flags = {r["path"]: r["anomalous"] for r in read(run["pred"] / "scores.json")["images"]}
+    scores = {r["path"]: r["score"] for r in read(run["pred"] / "scores.json")["images"]}
+    assert all(flags[p] == (scores[p] >= expected) for p in flags)
+
+
+def test_outputs_on_disk(run):
+    table = (run["eval"] / "results.md").read_text()
+    assert "| widget | **all** | 3 / 6 |" in table and "| widget | dent | 3 / 3 |" in table
+    for defect in ("good", "scratch", "dent"):
+        assert (run["eval"] / f"overlays_{defect}.png").is_file()
+    records = read(run["pred"] / "scores.json")["images"]
+    png = Image.open(run["pred"] / records[0]["heatmap"])
+    assert png.size == (64, 32)  # input | heat-map overlay, each 32 x 32
+    assert read(run["eval"] / "metrics.json")["protocol"]["thresholds"].startswith("quantile 0.99 of held-out")
+
+
+def test_predict_and_evaluate_reject_bad_input(run, tmp_path, capsys):
+    assert predict_main([str(run["run"]), str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing does not exist; expected an image file or a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert predict_main([str(run["run"]), str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "holds no image files" in capsys.readouterr().err
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes((run["run"] / "checkpoint.pt").read_bytes()[:1000])
+    assert predict_main([str(torn), str(run["root"]), "--out", str(tmp_path / "o")]) == 2
+    assert "torn.pt could not be read" in capsys.readouterr().err
+    assert evaluate_main([str(tmp_path / "nope.pt"), "--out", str(tmp_path / "e")]) == 2
+    assert "nope.pt does not exist" in capsys.readouterr().err
+    assert evaluate_main([str(run["run"]), "--out", str(tmp_path / "e"), "--data.holdout_fraction=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot override ['data.holdout_fraction']" in err and "data.root" in err
