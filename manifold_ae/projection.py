@@ -96,7 +96,9 @@ def _refine(curve: ParametricCurve, y: torch.Tensor, lo: torch.Tensor, hi: torch
         a = torch.where(g < 0, s_a, a)
         b = torch.where(g > 0, s_a, b)
         newton = s_a - g / torch.where(H > 0, H, torch.ones_like(H))
-        ok = (H > 0) & (newton > a) & (newton < b)
+        # Inclusive bounds: once s_a has converged it *is* a bracket end, and a strict test would throw the
+        # converged Newton step away for ~45 bisections down to machine precision.
+        ok = (H > 0) & (newton >= a) & (newton <= b)
         s_new = torch.where(g == 0, s_a, torch.where(ok, newton, 0.5 * (a + b)))
         s[idx] = s_new
         keep = ((s_new - s_a).abs() > tol) & (b - a > tol)
