@@ -95,10 +95,10 @@ def render_markdown(results: list[ClaimResult], *, fast: bool, seed: int) -> str
              "| claim | statement | verdict | seconds |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.claim} | {r.title} | {'PASS' if r.passed else 'FAIL'} | {r.seconds:.1f} |" for r in results]
     for r in results:
-        lines += ["", f"## {r.claim}: {r.title}", "", "| check | measured | criterion | verdict |",
-                  "| --- | --- | --- | --- |"]
-        lines += [f"| {c.name} | {_fmt(c.measured)} | {c.op} {_fmt(c.target)} | {'pass' if c.passed else 'FAIL'} |"
-                  + (f" {c.note}" if c.note else "") for c in r.checks]
+        lines += ["", f"## {r.claim}: {r.title}", "", "| check | measured | criterion | verdict | note |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {c.name} | {_fmt(c.measured)} | {c.op} {_fmt(c.target)} | {'pass' if c.passed else 'FAIL'} "
+                  f"| {c.note.replace('|', '/')} |" for c in r.checks]
         if "traceback" in r.numbers:
             lines += ["", "```", str(r.numbers["traceback"]).rstrip(), "```"]
         lines += [f"\n![{r.claim}]({fig})" for fig in r.figures]

@@ -107,11 +107,12 @@ def _brute_force_distance(M: Manifold, y: torch.Tensor, *, nodes: int) -> torch.
 
 
 def _figure(out_dir: Path) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    from manifold_ae.viz.figures import save_figure
+
+    fig = Figure(figsize=(9, 4.2))
+    axes = fig.subplots(1, 2)
     gen = torch.Generator().manual_seed(0)
     for ax, name in zip(axes, ("swiss_roll", "s_curve")):
         M = make_manifold(name)
@@ -127,10 +128,7 @@ def _figure(out_dir: Path) -> str:
         ax.set_title(f"{name}: π(x), blue within reach τ = {M.reach:.3f}")
         ax.set_aspect("equal")
     fig.tight_layout()
-    path = out_dir / "t1_projection.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save_figure(fig, out_dir, "t1_projection")
 
 
 def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
