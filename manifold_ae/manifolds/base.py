@@ -307,7 +307,7 @@ class Manifold(abc.ABC):
         Notes
         -----
         Foot points may lie on the boundary of a bounded piece: the reach used here is Federer's formula with
-        full tangent spaces at every point, which is exactly the condition for π(p + tν) = p (docs/theory/01).
+        full tangent spaces at every point, which is exactly the condition for π(p + tν) = p (docs/theory.md, section 1.3).
         """
         fraction = check_fraction(fraction, "fraction", low_inclusive=False, high_inclusive=False)
         normal = check_choice(normal, "normal", ("any", "inside", "outside"))

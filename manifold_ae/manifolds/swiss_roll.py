@@ -21,7 +21,7 @@ from manifold_ae.projection import ParametricCurve, project_curve
 __all__ = ["SwissRoll", "SPIRAL_REACH", "spiral_arc_length"]
 
 T_MIN, T_MAX = 1.5 * math.pi, 4.5 * math.pi
-SPIRAL_REACH = 3.1113458383288   # docs/theory/01-manifolds.md, reach table
+SPIRAL_REACH = 3.1113458383288   # docs/theory.md, section 1.4
 
 
 def spiral_arc_length(t: torch.Tensor) -> torch.Tensor:
