@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "check_points", "check_positive", "check_fraction", "check_int", "check_choice"]
+__all__ = ["as_tensor", "as_array", "check_points", "check_positive", "check_fraction", "check_int", "check_choice"]
 
 
 def _describe(value: Any) -> str:
@@ -45,6 +45,22 @@ def as_tensor(x: Any, *, name: str = "x", dtype: torch.dtype | None = torch.floa
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf value(s) ({_describe(t)}); expected finite values")
     return t
+
+
+def as_array(values: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
+    """``values`` (array-like or tensor, autograd history dropped) as a float64 numpy array.
+
+    Raises ValueError naming ``name`` when the values are not numeric or do not have ``ndim`` axes.
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric array-like, got {type(values).__name__}") from err
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axis/axes, got shape {arr.shape}")
+    return arr
 
 
 def check_points(x: Any, *, ambient_dim: int, name: str = "x", dtype: torch.dtype | None = torch.float64,

@@ -36,7 +36,25 @@ def _predict(decision: np.ndarray) -> np.ndarray:
     return np.where(decision >= 0, 1, -1).astype(int)
 
 
-class AutoencoderDetector(OutlierMixin, BaseEstimator):
+class _ScoringMixin:
+    """``score_samples`` / ``decision_function`` / ``predict`` from a subclass's ``_scores`` and ``offset_``."""
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Score of each sample, shape (n_samples,); higher = more normal (minus the residual or distance, T8)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self._scores(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for predicted outliers, shape (n_samples,)."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for inliers, -1 for outliers, shape (n_samples,)."""
+        return _predict(self.decision_function(X))
+
+
+class AutoencoderDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
     """Anomaly detector scoring ``-||x - f(x)||^2`` with an MLP autoencoder f trained on normal data (T8).
 
     Parameters
@@ -151,22 +169,9 @@ class AutoencoderDetector(OutlierMixin, BaseEstimator):
     def _scores(self, X: np.ndarray) -> np.ndarray:
         return -((X - self._reconstruct(X)) ** 2).sum(axis=1)  # T8: minus the squared residual
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Minus the squared reconstruction residual ``-||x - f(x)||^2``, shape (n_samples,); higher = more normal."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._scores(X)
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for predicted outliers, shape (n_samples,)."""
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> np.ndarray:
-        """+1 for inliers, -1 for outliers, shape (n_samples,)."""
-        return _predict(self.decision_function(X))
 
 
-class ProjectionDetector(OutlierMixin, BaseEstimator):
+class ProjectionDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
     """The oracle detector: score ``-dist(x, M)`` with the exact nearest point on M (T1, T8).
 
     Parameters
@@ -232,16 +237,3 @@ class ProjectionDetector(OutlierMixin, BaseEstimator):
         normal_part = centred - (centred @ self.components_.T) @ self.components_  # (N, n): (I - U U^T)(x - mu)
         return -np.linalg.norm(normal_part, axis=1)
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Minus the distance to M, shape (n_samples,); higher = more normal."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._scores(X)
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``score_samples(X) - offset_``, shape (n_samples,)."""
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> np.ndarray:
-        """+1 for inliers, -1 for outliers, shape (n_samples,)."""
-        return _predict(self.decision_function(X))

@@ -19,23 +19,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from manifold_ae.checks import as_array
 from manifold_ae.anomaly.metrics import auroc, roc_curve
 
 __all__ = ["gap_vs_mask_figure", "retraction_figure", "coordinate_residual_figure", "roc_figure",
            "auroc_sweep_figure"]
 
 
-def _array(values: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
-    """``values`` (array-like or tensor) as a float64 array with the stated number of axes."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric array-like, got {type(values).__name__}") from err
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} axis/axes, got shape {arr.shape}")
-    return arr
 
 
 def _nonempty(mapping: Mapping[str, Any], name: str) -> None:
@@ -54,12 +44,12 @@ def gap_vs_mask_figure(sizes: Sequence[float], series: Mapping[str, Any], *, tit
         One curve per pair of maps, e.g. ``"‖f − π_S‖"`` and ``"‖π_S − π‖"``.
     title : str
     """
-    x = _array(sizes, "sizes", ndim=1)
+    x = as_array(sizes, "sizes", ndim=1)
     _nonempty(series, "series")
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
     for i, (label, values) in enumerate(series.items()):
-        y = _array(values, f"series[{label!r}]", ndim=1)
+        y = as_array(values, f"series[{label!r}]", ndim=1)
         if y.shape != x.shape:
             raise ValueError(f"series[{label!r}] must have {x.size} values (one per size), got {y.size}")
         # curves may coincide (a model on its oracle): vary line style and marker so each stays visible
@@ -90,8 +80,8 @@ def retraction_figure(circle: Any, x: Any, images: Mapping[str, Any], ratios: Ma
         ``‖x − ρ(x)‖ / dist(x, M)`` over many points for each retraction (>= 1 by T7).
     title : str
     """
-    c = _array(circle, "circle", ndim=2)
-    pts = _array(x, "x", ndim=2)
+    c = as_array(circle, "circle", ndim=2)
+    pts = as_array(x, "x", ndim=2)
     _nonempty(images, "images")
     _nonempty(ratios, "ratios")
     fig = Figure(figsize=(10.0, 4.2), layout="constrained")
@@ -99,7 +89,7 @@ def retraction_figure(circle: Any, x: Any, images: Mapping[str, Any], ratios: Ma
     ax.plot(c[:, 0], c[:, 1], color="0.3", lw=1.5, label="M")
     ax.scatter(pts[:, 0], pts[:, 1], color="k", s=14, zorder=3, label="x")
     for i, (label, value) in enumerate(images.items()):
-        img = _array(value, f"images[{label!r}]", ndim=2)
+        img = as_array(value, f"images[{label!r}]", ndim=2)
         if img.shape != pts.shape:
             raise ValueError(f"images[{label!r}] must have shape {pts.shape} like x, got {img.shape}")
         color = f"C{i}"
@@ -110,7 +100,7 @@ def retraction_figure(circle: Any, x: Any, images: Mapping[str, Any], ratios: Ma
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("retractions of a few points", fontsize=9)
     for label, value in ratios.items():
-        r = _array(value, f"ratios[{label!r}]").ravel()
+        r = as_array(value, f"ratios[{label!r}]").ravel()
         r = r[np.isfinite(r)]
         excess = np.log10(np.clip(r - 1.0, 1e-12, None))  # ratio − 1 >= 0; π itself would sit at −∞
         hist.hist(excess, bins=np.linspace(-12, 3, 61), histtype="step", lw=1.5, label=label)
@@ -136,14 +126,14 @@ def coordinate_residual_figure(residuals: Mapping[str, Any], mask: Any, *, rows:
     title : str
     """
     _nonempty(residuals, "residuals")
-    m = _array(mask, "mask", ndim=2)
+    m = as_array(mask, "mask", ndim=2)
     rows = int(min(max(1, rows), m.shape[0]))
     fig = Figure(figsize=(3.0 * len(residuals) + 3.5, 4.0), layout="constrained")
     axes = fig.subplots(1, len(residuals) + 1)
     labels, on, off = [], [], []
-    vmax = max(float(np.abs(_array(v, f"residuals[{k!r}]", ndim=2)[:rows]).max()) for k, v in residuals.items())
+    vmax = max(float(np.abs(as_array(v, f"residuals[{k!r}]", ndim=2)[:rows]).max()) for k, v in residuals.items())
     for ax, (label, value) in zip(axes[:-1], residuals.items()):
-        r = np.abs(_array(value, f"residuals[{label!r}]", ndim=2))
+        r = np.abs(as_array(value, f"residuals[{label!r}]", ndim=2))
         if r.shape != m.shape:
             raise ValueError(f"residuals[{label!r}] must have the shape of mask {m.shape}, got {r.shape}")
         ax.imshow(r[:rows], cmap="magma", vmin=0.0, vmax=vmax or 1.0, aspect="auto", interpolation="nearest")
@@ -212,12 +202,12 @@ def auroc_sweep_figure(values: Sequence[float], series: Mapping[str, Any], *, or
         The label drawn as a dashed black line.
     xlabel, title : str
     """
-    x = _array(values, "values", ndim=1)
+    x = as_array(values, "values", ndim=1)
     _nonempty(series, "series")
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
     for i, (label, ys) in enumerate(series.items()):
-        y = _array(ys, f"series[{label!r}]", ndim=1)
+        y = as_array(ys, f"series[{label!r}]", ndim=1)
         if y.shape != x.shape:
             raise ValueError(f"series[{label!r}] must have {x.size} values (one per parameter), got {y.size}")
         style = dict(color="k", ls="--", lw=2.0) if label == oracle else dict(color=f"C{i}", lw=1.3)

@@ -23,24 +23,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from manifold_ae.checks import check_int, check_positive
+from manifold_ae.checks import as_array, check_int, check_positive
 
 __all__ = ["save_figure", "fit_loglog", "rate_plot", "vector_field", "jacobian_spectra", "lambda_sweep"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _array(values: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
-    """``values`` (array-like or tensor) as a float64 array with the stated number of axes."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric array-like, got {type(values).__name__}") from err
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} axis/axes, got shape {arr.shape}")
-    return arr
 
 
 def save_figure(fig: Figure, out_dir: Path | str, name: str, *, dpi: int = 110) -> str:
@@ -71,8 +60,8 @@ def fit_loglog(x: Any, y: Any) -> tuple[float, float]:
     x, y : array-like, shape (k,)
         Positive values, k >= 2.
     """
-    x = _array(x, "x", ndim=1)
-    y = _array(y, "y", ndim=1)
+    x = as_array(x, "x", ndim=1)
+    y = as_array(y, "y", ndim=1)
     if x.shape != y.shape or x.size < 2:
         raise ValueError(f"x and y must have the same shape (k,) with k >= 2, got {x.shape} and {y.shape}")
     if not (np.all(x > 0) and np.all(y > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
@@ -100,7 +89,7 @@ def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = 
     hlines : mapping label -> value, optional
         Horizontal reference lines (targets, floors).
     """
-    xs = _array(x, "x", ndim=1)
+    xs = as_array(x, "x", ndim=1)
     if not series:
         raise ValueError("series must name at least one curve, got an empty mapping")
     fitted = set(series) if fit is True else set() if fit is False else set(fit)
@@ -111,7 +100,7 @@ def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = 
     ax = fig.add_subplot()
     guide_at: tuple[float, float] | None = None
     for label, values in series.items():
-        ys = _array(values, f"series[{label!r}]", ndim=1)
+        ys = as_array(values, f"series[{label!r}]", ndim=1)
         if ys.shape != xs.shape:
             raise ValueError(f"series[{label!r}] must have shape {xs.shape} like x, got {ys.shape}")
         keep = np.isfinite(ys) & (ys > 0) & (xs > 0) if loglog else np.isfinite(ys)
@@ -175,12 +164,12 @@ def vector_field(fields: Mapping[str, Callable[[np.ndarray], np.ndarray]], *,
         raise ValueError(f"extent must be (xmin, xmax, ymin, ymax) with xmin < xmax and ymin < ymax, got {extent!r}")
     gx, gy = np.meshgrid(np.linspace(x0, x1, grid), np.linspace(y0, y1, grid))
     points = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (G, 2)
-    curve = None if manifold is None else _array(manifold, "manifold", ndim=2)
-    dots = None if samples is None else _array(samples, "samples", ndim=2)
+    curve = None if manifold is None else as_array(manifold, "manifold", ndim=2)
+    dots = None if samples is None else as_array(samples, "samples", ndim=2)
     fig = Figure(figsize=(3.6 * len(fields) + 0.4, 3.8), layout="constrained")
     axes = fig.subplots(1, len(fields), squeeze=False)[0]
     for ax, (label, f) in zip(axes, fields.items()):
-        image = _array(f(points.copy()), f"fields[{label!r}](points)")
+        image = as_array(f(points.copy()), f"fields[{label!r}](points)")
         if image.shape != points.shape:
             raise ValueError(f"fields[{label!r}] must map (G, 2) to (G, 2), got output shape {image.shape}")
         arrows = arrow_scale * (image - points)  # (G, 2): r(x) - x, scaled
@@ -220,7 +209,7 @@ def jacobian_spectra(spectra: Mapping[str, Any], *, intrinsic_dim: int, title: s
     ax = fig.add_subplot()
     k_max = 0
     for label, values in spectra.items():
-        s = _array(values, f"spectra[{label!r}]")
+        s = as_array(values, f"spectra[{label!r}]")
         s = s[None, :] if s.ndim == 1 else s
         if s.ndim != 2:
             raise ValueError(f"spectra[{label!r}] must have shape (P, k) or (k,), got {s.shape}")
@@ -230,7 +219,7 @@ def jacobian_spectra(spectra: Mapping[str, Any], *, intrinsic_dim: int, title: s
         line, = ax.plot(idx, s.mean(axis=0), "o-", ms=4, label=label)
         ax.fill_between(idx, s.min(axis=0), s.max(axis=0), color=line.get_color(), alpha=0.15)
     for i, (label, values) in enumerate((references or {}).items()):
-        r = -np.sort(-_array(values, f"references[{label!r}]", ndim=1))
+        r = -np.sort(-as_array(values, f"references[{label!r}]", ndim=1))
         ax.plot(np.arange(1, r.size + 1), r, "x", color="k", ms=7 - 2 * (i % 2), label=label)
         k_max = max(k_max, r.size)
     proj = np.r_[np.ones(min(d, k_max)), np.zeros(max(k_max - d, 0))]
@@ -262,9 +251,9 @@ def lambda_sweep(lams: Any, jacobian_gap: Any, frobenius_sq: Any, *, intrinsic_d
     extra : mapping label -> array-like (k,), optional
         More series for the gap panel (e.g. reconstruction error).
     """
-    lam = _array(lams, "lams", ndim=1)
-    gap = _array(jacobian_gap, "jacobian_gap", ndim=1)
-    frob = _array(frobenius_sq, "frobenius_sq", ndim=1)
+    lam = as_array(lams, "lams", ndim=1)
+    gap = as_array(jacobian_gap, "jacobian_gap", ndim=1)
+    frob = as_array(frobenius_sq, "frobenius_sq", ndim=1)
     if gap.shape != lam.shape or frob.shape != lam.shape:
         raise ValueError(f"jacobian_gap and frobenius_sq must have shape {lam.shape} like lams, "
                          f"got {gap.shape} and {frob.shape}")
@@ -275,7 +264,7 @@ def lambda_sweep(lams: Any, jacobian_gap: Any, frobenius_sq: Any, *, intrinsic_d
     ax_gap, ax_frob = fig.subplots(1, 2)
     ax_gap.plot(lam, gap, "o-", label=r"$\|J_f - P_T\|_F$")
     for label, values in (extra or {}).items():
-        ys = _array(values, f"extra[{label!r}]", ndim=1)
+        ys = as_array(values, f"extra[{label!r}]", ndim=1)
         if ys.shape != lam.shape:
             raise ValueError(f"extra[{label!r}] must have shape {lam.shape} like lams, got {ys.shape}")
         ax_gap.plot(lam, ys, "s--", ms=4, label=label)

@@ -18,25 +18,14 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from manifold_ae.checks import check_int, check_positive
+from manifold_ae.checks import as_array, check_int, check_positive
 
-__all__ = ["as_numpy", "segments", "manifold_figure", "field_figure", "spectrum_figure", "RAY_INSIDE", "RAY_BEYOND"]
+__all__ = ["segments", "manifold_figure", "field_figure", "spectrum_figure", "RAY_INSIDE", "RAY_BEYOND"]
 
 RAY_INSIDE = "normal ray, t < reach"
 RAY_BEYOND = "normal ray, t > reach"
 
 
-def as_numpy(values: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
-    """``values`` (array-like or tensor) as a float64 array with the stated number of axes."""
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric array-like, got {type(values).__name__}") from err
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} axis/axes, got shape {arr.shape}")
-    return arr
 
 
 def segments(start: Any, end: Any) -> tuple[np.ndarray, ...]:
@@ -50,8 +39,8 @@ def segments(start: Any, end: Any) -> tuple[np.ndarray, ...]:
     -------
     k arrays of shape (3 S,): x, y (, z) with the pattern start, end, NaN.
     """
-    a = as_numpy(start, "start", ndim=2)
-    b = as_numpy(end, "end", ndim=2)
+    a = as_array(start, "start", ndim=2)
+    b = as_array(end, "end", ndim=2)
     if a.shape != b.shape:
         raise ValueError(f"start and end must have the same shape (S, k), got {a.shape} and {b.shape}")
     stacked = np.stack([a, b, np.full_like(a, np.nan)], axis=1)  # (S, 3, k)
@@ -94,11 +83,11 @@ def manifold_figure(manifold: Any, *, num: int = 1500, rays: int = 40, ray_lengt
     base = lambda x: (x - manifold.centre) @ manifold.Q                                 # noqa: E731 (n) -> (m)
     ray = manifold.sample_normal_ray(rays, fraction=0.5, normal="inside", generator=gen)
     scale = manifold.reach if math.isfinite(manifold.reach) else 1.0
-    p = _pad3(as_numpy(base(ray.p), "p"))                                              # (rays, 3)
-    nu = _pad3(as_numpy(ray.nu @ manifold.Q, "nu"))                                    # (rays, 3)
+    p = _pad3(as_array(base(ray.p), "p"))                                              # (rays, 3)
+    nu = _pad3(as_array(ray.nu @ manifold.Q, "nu"))                                    # (rays, 3)
     inside_end = p + min(ray_length, 1.0) * scale * nu
     fig = go.Figure()
-    xyz = _pad3(as_numpy(base(points), "points"))
+    xyz = _pad3(as_array(base(points), "points"))
     fig.add_trace(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers", name="manifold",
                                marker={"size": 1.6, "color": xyz[:, 2], "colorscale": "Viridis", "opacity": 0.6}))
     sx, sy, sz = segments(p, inside_end)
@@ -128,13 +117,13 @@ def field_figure(grid: Any, arrows: Mapping[str, Any], *, curve: Any, samples: A
     extent : float, optional
         Half-width of the square view.
     """
-    g = as_numpy(grid, "grid", ndim=2)
-    c = as_numpy(curve, "curve", ndim=2)
+    g = as_array(grid, "grid", ndim=2)
+    c = as_array(curve, "curve", ndim=2)
     if g.shape[1] != 2 or c.shape[1] != 2:
         raise ValueError(f"grid and curve must have shape (., 2), got {g.shape} and {c.shape}")
     fig = go.Figure()
     if samples is not None:
-        s = as_numpy(samples, "samples", ndim=2)
+        s = as_array(samples, "samples", ndim=2)
         fig.add_trace(go.Scatter(x=s[:, 0], y=s[:, 1], mode="markers", name="samples",
                                  marker={"size": 2, "color": "lightgray"}))
     fig.add_trace(go.Scatter(x=c[:, 0], y=c[:, 1], mode="lines", name="manifold", line={"color": "crimson"}))
@@ -142,7 +131,7 @@ def field_figure(grid: Any, arrows: Mapping[str, Any], *, curve: Any, samples: A
                              marker={"size": 3, "color": "gray"}, showlegend=False))
     colours = ["royalblue", "darkorange", "seagreen", "purple"]
     for i, (label, values) in enumerate(arrows.items()):
-        a = as_numpy(values, f"arrows[{label!r}]", ndim=2)
+        a = as_array(values, f"arrows[{label!r}]", ndim=2)
         if a.shape != g.shape:
             raise ValueError(f"arrows[{label!r}] must have the shape of grid {g.shape}, got {a.shape}")
         x, y = segments(g, g + a)
@@ -170,7 +159,7 @@ def spectrum_figure(eigenvalues: Any, series: Mapping[str, Any], *, sigma: float
     sigma : float
         Noise level of the drawn curve (trace ``"λ/(λ+σ²)"``).
     """
-    lam = as_numpy(eigenvalues, "eigenvalues", ndim=1)
+    lam = as_array(eigenvalues, "eigenvalues", ndim=1)
     if not np.all(lam > 0):
         raise ValueError("eigenvalues must be > 0 (log axis)")
     sigma = check_positive(sigma, "sigma")
@@ -179,7 +168,7 @@ def spectrum_figure(eigenvalues: Any, series: Mapping[str, Any], *, sigma: float
     fig.add_trace(go.Scatter(x=grid, y=grid / (grid + sigma ** 2), mode="lines", name="λ/(λ+σ²)",
                              line={"color": "black", "dash": "dash"}))
     for label, values in series.items():
-        v = as_numpy(values, f"series[{label!r}]", ndim=1)
+        v = as_array(values, f"series[{label!r}]", ndim=1)
         if v.shape != lam.shape:
             raise ValueError(f"series[{label!r}] must have shape {lam.shape} like eigenvalues, got {v.shape}")
         fig.add_trace(go.Scatter(x=lam, y=v, mode="markers", name=label, marker={"size": 10}))

@@ -24,14 +24,14 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from manifold_ae.checks import check_choice, check_int, check_positive
+from manifold_ae.checks import as_array, check_choice, check_int, check_positive
 from manifold_ae.loop import fit
 from manifold_ae.manifolds import MANIFOLDS, make_manifold
 from manifold_ae.models import LinearAutoencoder, MLPAutoencoder
 from manifold_ae.objectives import Denoising
 from manifold_ae.theory import (circle_posterior_mean, linear_dae_optimum, linear_dae_risk, moment_matrix,
                                 posterior_mean_quadrature)
-from manifold_ae.viz.interactive import as_numpy, field_figure, manifold_figure, spectrum_figure
+from manifold_ae.viz.interactive import field_figure, manifold_figure, spectrum_figure
 
 __all__ = ["Explorer", "PlaneCurve", "CURVES", "SPIRAL_SCALE", "plane_curve", "trained_dae", "trained_linear_dae",
            "reach_explorer", "linear_dae_explorer", "dae_field_explorer", "field_arrays", "ORACLE_TRACE",
@@ -401,6 +401,6 @@ def field_arrays(explorer: Explorer, trace: str) -> np.ndarray:
     data = {t.name: t for t in explorer.figure.data}
     if trace not in data:
         raise ValueError(f"trace must be one of {sorted(data)}, got {trace!r}")
-    x = as_numpy(data[trace].x, "x").reshape(-1, 3)
-    y = as_numpy(data[trace].y, "y").reshape(-1, 3)
+    x = as_array(data[trace].x, "x").reshape(-1, 3)
+    y = as_array(data[trace].y, "y").reshape(-1, 3)
     return np.stack([x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]], axis=1)
