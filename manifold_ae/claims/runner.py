@@ -124,7 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated claim ids, e.g. T3,T4 (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the toy models are tiny, and extra threads only add "
+                             "synchronisation overhead, badly so on a busy machine)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    import torch
+    torch.set_num_threads(args.threads)
     claims = [c.strip().upper() for c in args.only.split(",") if c.strip()]
     try:
         results = run_claims(claims, fast=args.fast, out_dir=args.out, seed=args.seed,
