@@ -222,9 +222,18 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
               f"{max(r['scipy_max_error_vs_normal_ray_rel_reach'] for r in numeric):.1e} τ off), and "
               f"{min(r[f'{k}_speedup_fd_per_point_rate'] for r in numeric for k in ('rays', 'random')):.0f}–"
               f"{max(r[f'{k}_speedup_fd_per_point_rate'] for r in numeric for k in ('rays', 'random')):.0f}× over "
-              "scipy's default finite-difference usage: the 100× target is met only approximately against the "
-              "weaker baseline and not against the strong one.", ""]
+              f"scipy's default finite-difference usage. {_verdict(numeric)}", ""]
     return "\n".join(lines)
+
+
+def _verdict(numeric: list[dict]) -> str:
+    """Say, from the measured numbers, against which baseline the 100x target holds."""
+    strong = min(r[f"{k}_speedup_per_point_rate"] for r in numeric for k in ("rays", "random"))
+    plain = min(r[f"{k}_speedup_fd_per_point_rate"] for r in numeric for k in ("rays", "random"))
+    met = lambda x: "met" if x >= 100 else "not met"  # noqa: E731
+    return (f"The 100× target is {met(plain)} against plain per-point `scipy.optimize.minimize` (finite-difference "
+            f"gradient, min {plain:.0f}×) and {met(strong)} against the stronger grid-started L-BFGS-B with our "
+            f"analytic gradient (min {strong:.0f}×).")
 
 
 if __name__ == "__main__":
