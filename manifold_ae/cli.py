@@ -5,6 +5,7 @@
     manifold-ae train           train the image model (also: torchrun -m manifold_ae.train)
     manifold-ae evaluate        checkpoint + dataset -> metrics, tables and overlays
     manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
+    manifold-ae compare         self-supervised model vs plain AE, Gaussian DAE and PCA on one dataset
     manifold-ae demo            the main job: verify + a quick image training run on the built-in data
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("manifold_ae.train", "train the image model on a dataset"),
     "evaluate": ("manifold_ae.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
     "predict": ("manifold_ae.predict", "score a folder of images with a checkpoint"),
+    "compare": ("manifold_ae.compare", "self-supervised model vs baselines (AE, DAE, PCA) on one dataset"),
     "demo": ("manifold_ae.demo", "the main job: verify + quick image run on the built-in data"),
 }
 

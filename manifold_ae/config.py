@@ -45,6 +45,9 @@ class DataConfig:
     ``mask_dir``, named ``<stem><mask_suffix>.png``). For ``folder`` and ``magnetic_tile`` a seeded
     ``test_normal_fraction`` of the normal images goes to the test set. ``holdout_fraction`` of the remaining
     normal training images (seed ``split_seed``) is held out of training and used only to set thresholds.
+    ``normalize``: ``none``, or ``gain``: every image, when loaded and before any corruption, is multiplied so
+    that the mean of its non-zero pixels is ``normalize_target``, then clipped to [0, 1] (for illumination that
+    varies from image to image; ``pipeline.normalize_intensity``).
     """
 
     dataset: str = "synthetic"
@@ -63,9 +66,13 @@ class DataConfig:
     mask_suffix: str = ""
     num_workers: int = 0
     pin_memory: bool = True
+    normalize: str = "none"
+    normalize_target: float = 0.4
 
     def __post_init__(self) -> None:
         check_choice(self.dataset, "data.dataset", DATASETS)
+        check_choice(self.normalize, "data.normalize", ("none", "gain"))
+        check_fraction(self.normalize_target, "data.normalize_target", low_inclusive=False)
         check_int(self.image_size, "data.image_size", minimum=16)
         check_choice(self.channels, "data.channels", (1, 3))
         check_choice(self.resize_mode, "data.resize_mode", ("stretch", "pad"))

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Subset
 from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
 from manifold_ae.config import Config, DataConfig, ModelConfig, ScoreConfig
 
-__all__ = ["build_model", "Splits", "holdout_split", "build_datasets", "Scored", "ScoredSet", "Pipeline",
+__all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "holdout_split", "build_datasets", "Scored", "ScoredSet", "Pipeline",
            "thresholds_from_normal", "load_checkpoint", "resolve_device"]
 
 
@@ -45,6 +45,44 @@ def build_model(model: ModelConfig, *, channels: int) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------------------------- data
+
+
+def normalize_intensity(x: torch.Tensor, *, mode: str, target: float = 0.4) -> torch.Tensor:
+    """Per-image gain normalisation: ``x * target / mean(x > 0)``, clipped to [0, 1].
+
+    ``mode="none"`` returns ``x``. The mean is over the non-zero pixels, so letterbox padding does not count.
+    Applied on loading, before any corruption, so clean and corrupted training inputs share one value range.
+
+    Parameters
+    ----------
+    x : (C, H, W) or (B, C, H, W) tensor in [0, 1]
+    mode : {"none", "gain"}
+    target : float
+        Mean intensity of every normalised image (before clipping).
+    """
+    if mode == "none":
+        return x
+    if mode != "gain":
+        raise ValueError(f"mode must be one of ['none', 'gain'], got {mode!r}")
+    dims = tuple(range(x.ndim - 3, x.ndim))  # (C, H, W) axes
+    valid = (x > 0).to(x.dtype)
+    mean = (x * valid).sum(dim=dims, keepdim=True) / valid.sum(dim=dims, keepdim=True).clamp_min(1.0)
+    return (x * (target / mean.clamp_min(1e-3))).clamp(0.0, 1.0)  # same shape as x
+
+
+class Normalized(Dataset):
+    """A dataset of ``{"image", ...}`` items with :func:`normalize_intensity` applied to every image."""
+
+    def __init__(self, dataset: Dataset, *, mode: str, target: float) -> None:
+        self.dataset, self.mode, self.target = dataset, mode, target
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        item["image"] = normalize_intensity(item["image"], mode=self.mode, target=self.target)  # (C, H, W)
+        return item
 
 
 @dataclass
@@ -87,7 +125,19 @@ def build_datasets(cfg: DataConfig) -> Splits:
 
     The held-out normal images (``cfg.holdout_fraction`` of the normal training images, seed
     ``cfg.split_seed``) are never trained on; ``evaluate`` uses them, and only them, to set thresholds.
+    With ``cfg.normalize != "none"`` every image is normalised on loading (:func:`normalize_intensity`).
     """
+    splits = _build_datasets(cfg)
+    if cfg.normalize == "none":
+        return splits
+
+    def wrap(ds: Dataset | None) -> Dataset | None:
+        return None if ds is None else Normalized(ds, mode=cfg.normalize, target=cfg.normalize_target)
+
+    return Splits(train=wrap(splits.train), holdout=wrap(splits.holdout), test=wrap(splits.test))
+
+
+def _build_datasets(cfg: DataConfig) -> Splits:
     common = {"image_size": cfg.image_size, "channels": cfg.channels, "resize_mode": cfg.resize_mode,
               "cache": cfg.cache}
     keep = 1.0 - cfg.test_normal_fraction
@@ -181,11 +231,15 @@ class Pipeline:
         Where the model runs.
     thresholds : dict, optional
         ``{"image": float, "pixel": float}`` from held-out normal images (see :func:`thresholds_from_normal`).
+    normalize, normalize_target : str, float
+        Per-image intensity normalisation applied by :meth:`load` (as ``data.normalize``).
     """
 
     def __init__(self, model: nn.Module, *, image_size: int, channels: int, score: ScoreConfig,
                  resize_mode: str = "stretch", device: str | torch.device = "cpu",
-                 thresholds: dict[str, float] | None = None) -> None:
+                 thresholds: dict[str, float] | None = None, normalize: str = "none",
+                 normalize_target: float = 0.4) -> None:
+        self.normalize, self.normalize_target = normalize, normalize_target
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.image_size = image_size
@@ -204,7 +258,8 @@ class Pipeline:
         model = build_model(config.model, channels=config.data.channels)
         model.load_state_dict(state["model"])
         pipe = cls(model, image_size=config.data.image_size, channels=config.data.channels, score=config.score,
-                   resize_mode=config.data.resize_mode, device=device, thresholds=state.get("thresholds"))
+                   resize_mode=config.data.resize_mode, device=device, thresholds=state.get("thresholds"),
+                   normalize=config.data.normalize, normalize_target=config.data.normalize_target)
         pipe.config = config
         pipe.step = int(state["step"])
         return pipe
@@ -216,7 +271,8 @@ class Pipeline:
 
         images = [load_image(p, channels=self.channels, size=self.image_size, resize_mode=self.resize_mode)
                   for p in paths]
-        return torch.stack(images)  # (B, C, H, W)
+        x = torch.stack(images)  # (B, C, H, W)
+        return normalize_intensity(x, mode=self.normalize, target=self.normalize_target)
 
     # -------------------------------------------------------------------------------------------- model
     @torch.no_grad()
