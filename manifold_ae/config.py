@@ -357,6 +357,21 @@ def _parse_value(text: str, tp: Any, key: str) -> Any:
     return _parse_scalar(text, tp, key)
 
 
+def _join_spaced(overrides: Sequence[str]) -> list[str]:
+    """Accept the shell habit ``--data.root /path`` as ``--data.root=/path`` (a value never starts with --)."""
+    items, i = [], 0
+    while i < len(overrides):
+        item = overrides[i]
+        if item.startswith("--") and "=" not in item and i + 1 < len(overrides) \
+                and not overrides[i + 1].startswith("--"):
+            items.append(f"{item}={overrides[i + 1]}")
+            i += 2
+        else:
+            items.append(item)
+            i += 1
+    return items
+
+
 def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Turn ``["--train.lr=3e-4", "--steps=20"]`` into ``{"train": {"lr": 3e-4}, ...}`` with typed values.
 
@@ -365,7 +380,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     all_keys = [f"{s}.{k}" for s, c in _SECTIONS.items() for k in _field_types(c)]
-    for item in overrides:
+    for item in _join_spaced(overrides):
         if not item.startswith("--") or "=" not in item:
             raise ValueError(f"override {item!r} must look like --key=value or --section.key=value")
         key, text = item[2:].split("=", 1)

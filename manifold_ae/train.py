@@ -376,22 +376,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = _parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if args.out is not None:
         overrides.append(f"--train.out_dir={args.out}")
-    if args.dry_run:
-        out = load_config(args.preset, overrides).train.out_dir
-        overrides += ["--train.steps=2", "--train.log_every=1", "--train.checkpoint_every=1",
-                      f"--train.out_dir={Path(out) / 'dry-run'}"]
     try:
+        if args.dry_run:
+            out = load_config(args.preset, overrides).train.out_dir
+            overrides += ["--train.steps=2", "--train.log_every=1", "--train.checkpoint_every=1",
+                          f"--train.out_dir={Path(out) / 'dry-run'}"]
         config, checkpoint = _resolve_config(args.preset, overrides, resume=args.resume)
+        ctx = setup_distributed(config.train.device)
     except ValueError as err:
         print(f"manifold-ae train: {err}", file=sys.stderr)
         return 2
-    ctx = setup_distributed(config.train.device)
     try:
         summary = train(config, checkpoint=checkpoint, progress=not args.no_progress, ctx=ctx)
         if ctx.is_master:
             print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s "
                   f"({summary['images_per_s']:.1f} images/s), final loss {summary['loss']:.4g}; "
                   f"checkpoint: {summary['checkpoint']}")
+    except (ValueError, FileNotFoundError) as err:  # bad data or settings: the message names the path/field
+        print(f"manifold-ae train: {err}", file=sys.stderr)
+        return 2
     finally:
         teardown_distributed(ctx)
     return 0

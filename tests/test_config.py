@@ -63,6 +63,11 @@ def test_overrides_are_typed_and_bare_keys_resolve_to_their_section():
     assert cfg.train.steps == 7 and cfg.train.clip == 0.0 and isinstance(cfg.train.clip, float)
 
 
+def test_space_separated_overrides_read_like_equals_signs():
+    assert parse_overrides(["--data.root", "/x/mvtec", "--train.steps", "5", "--skips=no"]) == \
+        {"data": {"root": "/x/mvtec"}, "train": {"steps": 5}, "model": {"skips": False}}
+
+
 @pytest.mark.parametrize("override, words", [
     (["--train.steps=ten"], ["train.steps", "'ten'", "int"]),
     (["--train.lr=fast"], ["train.lr", "'fast'", "float"]),
