@@ -110,3 +110,24 @@ def test_t3_run_fast(tmp_path):
     assert numbers["slope_W_star"] == pytest.approx(np.polyfit(np.log(sigmas), np.log(gaps), 1)[0], abs=1e-9)
     assert max(numbers["dae_rel_error"]) < t3_linear_dae.REL_TARGET
     json.dumps(result.to_dict())  # every number is JSON-serialisable
+
+
+def test_t3_anisotropic_limit_is_the_gls_projector_not_the_orthogonal_one():
+    """The oblique limit is idempotent, fixes span(U), and its residual is D⁻¹-orthogonal to span(U)."""
+    from manifold_ae.claims.t3_linear_dae import anisotropic_control, oblique_limit
+
+    g = torch.Generator().manual_seed(3)
+    U, _ = torch.linalg.qr(torch.randn(8, 2, generator=g, dtype=torch.float64))
+    var = torch.rand(8, generator=g, dtype=torch.float64) + 0.2
+    P = oblique_limit(U, var)
+    assert torch.allclose(P @ P, P, atol=1e-12) and torch.allclose(P @ U, U, atol=1e-12)
+    x = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    assert torch.allclose(U.T @ torch.diag(1 / var) @ (x - P @ x), torch.zeros(2, 5, dtype=torch.float64), atol=1e-12)
+    # brute-force check of the limit itself: Σ(Σ + εD)⁻¹ by a direct solve at tiny ε
+    Sigma = U @ torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)) @ U.T
+    eps = 1e-7
+    W = Sigma @ torch.linalg.inv(Sigma + eps * torch.diag(var))
+    assert torch.allclose(W, P, atol=1e-5)
+    control = anisotropic_control(Sigma, U)
+    assert 1.8 <= control["slope_to_oblique_limit"] <= 2.2
+    assert control["to_orthogonal_projector"][-1] > 0.5 * control["oblique_vs_orthogonal"] > 0
