@@ -36,7 +36,8 @@ import torch
 from IPython.display import display
 
 from manifold_ae.anomaly.metrics import auroc
-from manifold_ae.claims.t6_selfsupervised import NOISE_STD, PartialCorruption, circle_task
+from manifold_ae.claims.t6_selfsupervised import NOISE_STD, circle_task
+from manifold_ae.corruptions.vector import PartialCorruption
 from manifold_ae.claims.t7_conservation import (angular_slide, coordinate_auroc, nearest_node_map,
                                                 oblique_projection, radial_retraction, retraction_excess)
 from manifold_ae.claims.t8_anomaly import off_manifold_task, residual_score, train_baselines

@@ -7,7 +7,7 @@ from scipy import integrate, stats
 
 from manifold_ae.anomaly.metrics import auroc
 from manifold_ae.claims import t8_anomaly as t8
-from manifold_ae.claims.t6_selfsupervised import PartialCorruption, block_masks
+from manifold_ae.corruptions.vector import PartialCorruption, block_masks
 from manifold_ae.manifolds.sphere import Sphere
 
 N = 10

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from manifold_ae.claims import t6_selfsupervised as t6
+from manifold_ae.corruptions import vector
 
 
 def test_block_masks_are_all_cyclic_blocks():
     n, sizes = 6, (1, 2, 3)
-    masks = t6.block_masks(n, sizes)
+    masks = vector.block_masks(n, sizes)
     expected = set()
     for k in sizes:
         for s in range(n):
@@ -26,14 +27,14 @@ def test_block_masks_are_all_cyclic_blocks():
 ])
 def test_block_masks_rejects_bad_input(kwargs, words):
     with pytest.raises(ValueError) as err:
-        t6.block_masks(**kwargs)
+        vector.block_masks(**kwargs)
     assert all(w in str(err.value) for w in words)
 
 
 def test_finite_mask_family_draws_rows_with_their_probabilities():
-    masks = t6.block_masks(4, (1,))                                  # 4 rows, one-hot
+    masks = vector.block_masks(4, (1,))                                  # 4 rows, one-hot
     probs = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
-    family = t6.FiniteMaskFamily(masks, probs)
+    family = vector.FiniteMaskFamily(masks, probs)
     x = torch.zeros(40_000, 4, dtype=torch.float64)
     drawn = family(x, torch.Generator().manual_seed(0))
     freq = drawn.mean(0)                                             # one-hot rows: column means = frequencies
@@ -48,18 +49,18 @@ def test_finite_mask_family_draws_rows_with_their_probabilities():
 ])
 def test_finite_mask_family_rejects_bad_tables(masks, probs, words):
     with pytest.raises(ValueError) as err:
-        t6.FiniteMaskFamily(masks, probs)
+        vector.FiniteMaskFamily(masks, probs)
     assert all(w in str(err.value) for w in words)
 
 
 def test_finite_mask_family_rejects_wrong_width():
     with pytest.raises(ValueError, match=r"x must have shape \(B, 3\)"):
-        t6.FiniteMaskFamily(torch.ones(2, 3))(torch.zeros(5, 4))
+        vector.FiniteMaskFamily(torch.ones(2, 3))(torch.zeros(5, 4))
 
 
 def test_partial_corruption_keeps_clean_coordinates_and_fills_the_mask():
     tau, a = 0.7, 0.5
-    corruption = t6.PartialCorruption(t6.block_masks(5, (2,)), fill_std=tau, noise_std=0.0, opacity=a)
+    corruption = vector.PartialCorruption(vector.block_masks(5, (2,)), fill_std=tau, noise_std=0.0, opacity=a)
     x = torch.randn(50_000, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x_hat, mask = corruption(x, torch.Generator().manual_seed(2))
     assert torch.equal(mask.sum(-1), torch.full((50_000,), 2.0, dtype=torch.float64))
@@ -71,7 +72,7 @@ def test_partial_corruption_keeps_clean_coordinates_and_fills_the_mask():
 
 def test_partial_corruption_adds_noise_after_the_fill():
     eta, tau = 0.3, 0.4
-    corruption = t6.PartialCorruption(t6.block_masks(4, (1,)), fill_std=tau, noise_std=eta)
+    corruption = vector.PartialCorruption(vector.block_masks(4, (1,)), fill_std=tau, noise_std=eta)
     x = torch.zeros(40_000, 4, dtype=torch.float64)
     x_hat, mask = corruption(x, torch.Generator().manual_seed(3))
     assert abs(float(x_hat[mask == 0].std()) - eta) < 0.01
@@ -85,7 +86,7 @@ def test_partial_corruption_adds_noise_after_the_fill():
 ])
 def test_partial_corruption_rejects_bad_parameters(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        t6.PartialCorruption(t6.block_masks(4, (1,)), **kwargs)
+        vector.PartialCorruption(vector.block_masks(4, (1,)), **kwargs)
 
 
 def _reference_bayes(x_hat, U, masks, tau, eta):
@@ -108,7 +109,7 @@ def _reference_bayes(x_hat, U, masks, tau, eta):
 
 def test_gaussian_bayes_map_matches_a_plain_loop_and_is_orthogonal_to_features():
     task = t6.ToyTask(t6.Subspace(2, ambient_dim=5, seed=3),
-                      t6.PartialCorruption(t6.block_masks(5, (1, 2)), fill_std=0.5, noise_std=0.05), None, [])
+                      vector.PartialCorruption(vector.block_masks(5, (1, 2)), fill_std=0.5, noise_std=0.05), None, [])
     gen = torch.Generator().manual_seed(4)
     x, _ = task.manifold.sample(20, generator=gen)
     x_hat, _ = task.corruption(x, gen)
@@ -154,7 +155,7 @@ def test_run_fast_passes_with_its_numbers(fast_result, tmp_path_factory):
 def test_run_fast_identity_risk_matches_closed_form(fast_result):
     """E‖x̂ − x‖² = Σ_S P(S) Σ_{i∈S} (Σ_ii + τ²) + n η² for the Gaussian task (independent closed form)."""
     m = t6.Subspace(2, ambient_dim=8, seed=0)
-    masks = t6.block_masks(8, (1, 2, 3))
+    masks = vector.block_masks(8, (1, 2, 3))
     var = torch.diagonal(m.Q @ m.Q.T)                                     # (n,) Σ_ii
     expected = float((masks @ (var + 0.5 ** 2)).mean()) + 8 * 0.05 ** 2
     assert fast_result.numbers["gaussian"]["risk_identity"] == pytest.approx(expected, rel=0.15)

@@ -24,10 +24,8 @@ from typing import NamedTuple
 
 import torch
 
-from manifold_ae.checks import as_tensor, check_fraction, check_int, check_positive
 from manifold_ae.claims.base import Check, ClaimResult
-from manifold_ae.corruptions.base import MaskedCorruption
-from manifold_ae.corruptions.vector import GaussianFill
+from manifold_ae.corruptions.vector import PartialCorruption, block_masks
 from manifold_ae.loop import fit
 from manifold_ae.manifolds.base import Manifold
 from manifold_ae.manifolds.sphere import Sphere
@@ -37,116 +35,9 @@ from manifold_ae.objectives import SelfSupervised
 from manifold_ae.theory.bayes import masked_gaussian_posterior_mean, masked_posterior_mean_quadrature
 from manifold_ae.theory.masked import masked_projection_pointcloud
 
-__all__ = ["block_masks", "FiniteMaskFamily", "PartialCorruption", "ToyTask", "train_selfsupervised",
-           "circle_task", "gaussian_task", "rms", "run"]
+__all__ = ["ToyTask", "train_selfsupervised", "circle_task", "gaussian_task", "rms", "run"]
 
 TITLE = "partial-corruption training learns E[x | x̂], the masked projection, not the full projection"
-
-
-def block_masks(ambient_dim: int, sizes: tuple[int, ...]) -> torch.Tensor:
-    """All cyclic blocks of contiguous coordinates of the given sizes: a finite mask family (T6).
-
-    Parameters
-    ----------
-    ambient_dim : int
-        n.
-    sizes : tuple of int
-        Block lengths, each in [1, n - 1].
-
-    Returns
-    -------
-    (len(sizes) * n, n) float64 tensor
-        Row ``i * n + s`` corrupts coordinates ``s, s+1, ..., s+sizes[i]-1`` (mod n); 1 = corrupted.
-    """
-    n = check_int(ambient_dim, "ambient_dim", minimum=2)
-    if not sizes:
-        raise ValueError("sizes must name at least one block length, got an empty tuple")
-    rows = []
-    j = torch.arange(n)
-    for i, k in enumerate(sizes):
-        k = check_int(k, f"sizes[{i}]", minimum=1, maximum=n - 1)
-        for s in range(n):
-            rows.append(((j - s) % n < k).to(torch.float64))  # (n,)
-    return torch.stack(rows)
-
-
-class FiniteMaskFamily:
-    """Mask sampler drawing one row of a fixed table per sample (the finite family the T6 oracles assume).
-
-    Parameters
-    ----------
-    masks : (S, n) tensor
-        0/1 rows, 1 = corrupted.
-    probs : (S,) tensor, optional
-        Probabilities of the rows (default uniform).
-    """
-
-    def __init__(self, masks: torch.Tensor, probs: torch.Tensor | None = None) -> None:
-        m = as_tensor(masks, name="masks")
-        if m.ndim != 2 or m.shape[0] < 1 or not bool(((m == 0) | (m == 1)).all()):
-            raise ValueError(f"masks must be an (S, n) table of 0/1 rows with S >= 1, got shape {tuple(m.shape)}")
-        self.masks = m
-        if probs is None:
-            p = torch.full((m.shape[0],), 1.0 / m.shape[0], dtype=torch.float64)
-        else:
-            p = as_tensor(probs, name="probs")
-            if p.shape != (m.shape[0],) or bool((p < 0).any()) or float(p.sum()) <= 0:
-                raise ValueError(f"probs must be non-negative of shape ({m.shape[0]},) with a positive sum, "
-                                 f"got shape {tuple(p.shape)}")
-            p = p / p.sum()
-        self.probs = p
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.ndim != 2 or x.shape[1] != self.masks.shape[1]:
-            raise ValueError(f"FiniteMaskFamily: x must have shape (B, {self.masks.shape[1]}), "
-                             f"got {tuple(x.shape)}")
-        idx = torch.multinomial(self.probs, x.shape[0], replacement=True, generator=generator)  # (B,)
-        return self.masks[idx].to(device=x.device, dtype=x.dtype)  # (B, n)
-
-    def __repr__(self) -> str:
-        return f"FiniteMaskFamily({self.masks.shape[0]} masks of length {self.masks.shape[1]})"
-
-
-class PartialCorruption:
-    """``x̂ = x + a M_S (c − x) + η``: a mask from a finite family, Gaussian fill, then noise everywhere.
-
-    With opacity ``a = 1`` (training) this is ``D_S x + M_S c + η``. The noise is added *after* the fill, as the
-    oracles assume (a corrupted coordinate has variance ``fill_std² + noise_std²``). Returns ``(x̂, mask)``
-    with the true mask (1 = corrupted).
-
-    Parameters
-    ----------
-    masks : (S, n) tensor
-    fill_std : float
-        τ > 0.
-    noise_std : float
-        η >= 0.
-    opacity : float in (0, 1], default 1
-        Blend weight ``a`` of the fill (T8 uses faint corruptions, a < 1, as harder anomalies).
-    """
-
-    def __init__(self, masks: torch.Tensor, *, fill_std: float, noise_std: float, opacity: float = 1.0) -> None:
-        self.family = FiniteMaskFamily(masks)
-        self.fill_std = check_positive(fill_std, "fill_std")
-        self.noise_std = check_positive(noise_std, "noise_std", allow_zero=True)
-        self.opacity = check_fraction(opacity, "opacity", low_inclusive=False)
-        self._masked = MaskedCorruption(self.family, GaussianFill(self.fill_std),
-                                        opacity=(self.opacity, self.opacity))
-
-    @property
-    def masks(self) -> torch.Tensor:
-        return self.family.masks
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x_hat, mask = self._masked(x, generator)  # (B, n), (B, n)
-        if self.noise_std > 0:
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-            x_hat = x_hat + self.noise_std * noise.to(x.device)
-        return x_hat, mask
-
-    def __repr__(self) -> str:
-        return (f"PartialCorruption({self.family!r}, fill_std={self.fill_std}, noise_std={self.noise_std}, "
-                f"opacity={self.opacity})")
 
 
 class ToyTask(NamedTuple):

@@ -23,7 +23,8 @@ import torch
 
 from manifold_ae.anomaly.metrics import auroc
 from manifold_ae.claims.base import Check, ClaimResult
-from manifold_ae.claims.t6_selfsupervised import NOISE_STD, PartialCorruption, circle_task
+from manifold_ae.claims.t6_selfsupervised import NOISE_STD, circle_task
+from manifold_ae.corruptions.vector import PartialCorruption
 from manifold_ae.detectors import ProjectionDetector
 from manifold_ae.loop import fit
 from manifold_ae.manifolds.base import Manifold

@@ -32,7 +32,8 @@ from manifold_ae.anomaly.metrics import auroc, roc_curve
 from manifold_ae.anomaly.scoring import residual_map, smooth
 from manifold_ae.checks import check_choice, check_int, check_positive
 from manifold_ae.claims.t5_contractive import off_manifold_profile, skewed_retraction, train_contractive
-from manifold_ae.claims.t6_selfsupervised import PartialCorruption, block_masks, rms
+from manifold_ae.claims.t6_selfsupervised import rms
+from manifold_ae.corruptions.vector import PartialCorruption, block_masks
 from manifold_ae.claims.t8_anomaly import off_manifold_task, residual_score
 from manifold_ae.manifolds import Manifold, make_manifold
 from manifold_ae.manifolds.subspace import Subspace
