@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from manifold_ae.checks import check_choice, check_int, check_positive
 
-__all__ = ["TEXTURES", "SKIMAGE_TEXTURES", "perlin_noise", "fractal_noise", "gaussian_blur", "colorize",
+__all__ = ["TEXTURES", "SKIMAGE_TEXTURES", "perlin_noise", "fractal_noise", "colorize",
            "weave", "wood", "marble", "grid", "skimage_texture", "make_texture", "texture_bank"]
 
 SKIMAGE_TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel")
@@ -103,23 +103,6 @@ def fractal_noise(batch: int, height: int, width: int, *, cells: int | Sequence[
                                            generator=generator, device=device)
         norm += amp
     return total / norm
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W) maps with reflect padding (kernel radius ⌈3σ⌉); σ = 0 is identity."""
-    sigma = check_positive(sigma, "sigma", allow_zero=True)
-    if sigma == 0:
-        return x
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    pad_h, pad_w = min(radius, x.shape[-2] - 1), min(radius, x.shape[-1] - 1)
-    y = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect") if pad_w else x
-    y = F.conv2d(y, k[radius - pad_w: radius + pad_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    y = F.pad(y, (0, 0, pad_h, pad_h), mode="reflect") if pad_h else y
-    return F.conv2d(y, k[radius - pad_h: radius + pad_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def colorize(gray: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
