@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +77,3 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
     return obj
 
-
-def dumps(results: list[ClaimResult]) -> str:
-    return json.dumps([r.to_dict() for r in results], indent=2)

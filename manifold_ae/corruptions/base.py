@@ -17,7 +17,7 @@ import torch
 
 from manifold_ae.checks import check_fraction
 
-__all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Compose", "Identity"]
+__all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Identity"]
 
 
 class MaskSampler(Protocol):
@@ -84,25 +84,6 @@ class MaskedCorruption:
     def __repr__(self) -> str:
         return (f"MaskedCorruption(mask={self.mask!r}, fill={self.fill!r}, opacity={self.opacity}, "
                 f"clean_fraction={self.clean_fraction})")
-
-
-class Compose:
-    """Apply several corruptions in turn; the returned mask is the pointwise maximum of their masks."""
-
-    def __init__(self, *corruptions: Corruption) -> None:
-        if not corruptions:
-            raise ValueError("Compose needs at least one corruption, got none")
-        self.corruptions = corruptions
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = None
-        for c in self.corruptions:
-            x, m = c(x, generator)
-            mask = m if mask is None else torch.maximum(mask, m)
-        return x, mask
-
-    def __repr__(self) -> str:
-        return f"Compose{self.corruptions!r}"
 
 
 class Identity:
