@@ -15,15 +15,17 @@ from torch import nn
 
 from manifold_ae.checks import check_int, check_positive
 
-__all__ = ["train_step", "fit", "cosine_schedule"]
+__all__ = ["train_step", "check_finite", "fit", "cosine_schedule"]
 
 
 def train_step(objective: nn.Module, batch: torch.Tensor, optimizer: torch.optim.Optimizer, *,
-               clip: float | None = None, autocast_dtype: torch.dtype | None = None) -> float:
-    """One gradient step on ``batch`` (B, ...); returns the loss as a float.
+               clip: float | None = None, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """One gradient step on ``batch`` (B, ...); returns the detached scalar loss *tensor*.
 
-    ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the forward pass under autocast on the batch's device.
-    ``clip`` clips the global gradient norm.
+    No host synchronisation happens here (on CUDA a ``float()`` or finiteness test every step would stall the
+    GPU); callers read and check the loss when they log it (``check_finite``). ``autocast_dtype`` (e.g.
+    ``torch.bfloat16``) runs the forward pass under autocast on the batch's device. ``clip`` clips the global
+    gradient norm.
     """
     objective.train()
     optimizer.zero_grad(set_to_none=True)
@@ -31,13 +33,19 @@ def train_step(objective: nn.Module, batch: torch.Tensor, optimizer: torch.optim
            if autocast_dtype is not None else contextlib.nullcontext())
     with ctx:
         loss = objective(batch)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()} (non-finite); lower the learning rate or check the data")
     loss.backward()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(objective.parameters(), clip)
     optimizer.step()
-    return float(loss.detach())
+    return loss.detach()
+
+
+def check_finite(loss: float, *, step: int) -> float:
+    """Return ``loss`` or raise FloatingPointError naming the step when it is NaN or infinite."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} (non-finite) at step {step}; lower the learning rate or "
+                                 "check the data")
+    return loss
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, *, steps: int, warmup: int = 0,
@@ -82,7 +90,7 @@ def fit(objective: nn.Module, x: torch.Tensor, *, steps: int = 2000, batch_size:
         iterator = tqdm(iterator, desc=type(objective).__name__, leave=False)
     for step in iterator:
         idx = torch.randint(0, x.shape[0], (min(batch_size, x.shape[0]),), generator=gen)
-        loss = train_step(objective, x[idx], optimizer, clip=clip)
+        loss = check_finite(float(train_step(objective, x[idx], optimizer, clip=clip)), step=step)
         scheduler.step()
         history.append(loss)
         if callback is not None:

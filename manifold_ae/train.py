@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from manifold_ae.config import Config, load_config, parse_overrides, save_config
-from manifold_ae.loop import cosine_schedule, train_step
+from manifold_ae.loop import check_finite, cosine_schedule, train_step
 from manifold_ae.pipeline import (Pipeline, build_datasets, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
 
@@ -325,10 +325,11 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                 scheduler.step()
                 step += 1
                 if step % tc.log_every == 0 or step == tc.steps:
-                    mean_loss = torch.tensor([loss], dtype=torch.float64)
+                    mean_loss = loss.to(torch.float64).reshape(1)  # the only host sync of the step, at log steps
                     if ctx.enabled:  # the global-batch loss: mean over ranks of equal per-rank batches
                         dist.all_reduce(mean_loss)
                         mean_loss /= ctx.world_size
+                    check_finite(float(mean_loss), step=step)
                     elapsed = time.perf_counter() - start_time
                     log({"step": step, "epoch": epoch, "loss": float(mean_loss), "lr": scheduler.get_last_lr()[0],
                          "images_per_s": (step - start_step) * tc.batch_size / max(elapsed, 1e-9),
@@ -349,7 +350,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
         if log_file is not None:
             log_file.close()
     elapsed = time.perf_counter() - start_time
-    return {"steps": step, "loss": loss, "seconds": elapsed, "out_dir": str(out_dir),
+    return {"steps": step, "loss": float(loss), "seconds": elapsed, "out_dir": str(out_dir),
             "checkpoint": str(out_dir / CHECKPOINT_NAME),
             "images_per_s": (step - start_step) * tc.batch_size / max(elapsed, 1e-9)}
 
