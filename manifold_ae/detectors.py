@@ -120,7 +120,7 @@ class AutoencoderDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
         self.contamination = contamination
         self.random_state = random_state
 
-    def _build_objective(self, model: MLPAutoencoder, num_features: int) -> torch.nn.Module:
+    def _build_objective(self, model: MLPAutoencoder) -> torch.nn.Module:
         if self.objective == "reconstruction":
             return Reconstruction(model)
         if self.objective == "denoising":
@@ -128,7 +128,7 @@ class AutoencoderDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
         if self.objective == "contractive":
             return ReconstructionContractive(model, lam=check_positive(self.lam, "lam", allow_zero=True))
         fraction = check_fraction(self.mask_fraction, "mask_fraction", low_inclusive=False)
-        mask = RandomSubsetMask(size=max(1, round(fraction * num_features)))
+        mask = RandomSubsetMask(fraction)
         return SelfSupervised(model, corruption=MaskedCorruption(mask, GaussianFill(self.fill_scale)))
 
     def fit(self, X: Any, y: Any = None) -> "AutoencoderDetector":
@@ -147,7 +147,7 @@ class AutoencoderDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
             torch.manual_seed(seed)
             model = MLPAutoencoder(X.shape[1], hidden=tuple(self.hidden), bottleneck=self.bottleneck,
                                    activation=self.activation, dtype=torch.float64)
-            objective = self._build_objective(model, X.shape[1])
+            objective = self._build_objective(model)
             self.loss_curve_ = fit_objective(objective, z, steps=steps, batch_size=batch_size, lr=self.lr,
                                              seed=seed)
         self.model_ = model.eval().requires_grad_(False)

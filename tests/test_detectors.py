@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from manifold_ae.detectors import AutoencoderDetector, ProjectionDetector
+from manifold_ae.manifolds import make_manifold
 
 
 @parametrize_with_checks([
@@ -18,17 +19,6 @@ from manifold_ae.detectors import AutoencoderDetector, ProjectionDetector
 ])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
-
-
-class Circle:
-    """Circle of radius R in the plane spanned by the first two columns of an orthogonal Q (n, n)."""
-
-    def __init__(self, radius: float, Q: np.ndarray) -> None:
-        self.radius, self.Q, self.ambient_dim = radius, torch.as_tensor(Q), Q.shape[0]
-
-    def distance(self, x: torch.Tensor) -> torch.Tensor:
-        y = x @ self.Q  # coordinates in the circle's frame, (..., n)
-        return torch.sqrt((y[..., :2].norm(dim=-1) - self.radius) ** 2 + y[..., 2:].pow(2).sum(-1))
 
 
 def _circle_anomaly_task(seed: int, n: int):
@@ -53,7 +43,7 @@ def _circle_anomaly_task(seed: int, n: int):
 @pytest.mark.parametrize("objective", ["denoising", "selfsupervised"])
 def test_circle_anomalies_autoencoder_close_to_exact_distance_oracle(objective):
     Q, train, X_test, is_anomaly = _circle_anomaly_task(0, n=6)
-    oracle = ProjectionDetector(Circle(1.0, Q)).fit(train)
+    oracle = ProjectionDetector(make_manifold("circle", Q=torch.as_tensor(Q[:, :2]))).fit(train)
     # independent reference for the oracle's score: in the circle's frame, sqrt((|y_12| - 1)^2 + |y_rest|^2)
     y = X_test @ Q
     reference = np.sqrt((np.linalg.norm(y[:, :2], axis=1) - 1) ** 2 + (y[:, 2:] ** 2).sum(1))
@@ -106,7 +96,7 @@ def test_autoencoder_detector_bad_parameters(kwargs, match):
 def test_projection_detector_bad_input():
     X = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(ValueError, match="manifold.ambient_dim is 2"):
-        ProjectionDetector(Circle(1.0, np.eye(2))).fit(X)
+        ProjectionDetector(make_manifold("circle")).fit(X)
     with pytest.raises(ValueError, match=r"n_components must be an integer in \[0, 3\]"):
         ProjectionDetector(n_components=4).fit(X)
     with pytest.raises(ValueError, match="NaN"):

@@ -330,7 +330,8 @@ class FiniteMaskFamily:
         if x.ndim != 2 or x.shape[1] != self.masks.shape[1]:
             raise ValueError(f"FiniteMaskFamily: x must have shape (B, {self.masks.shape[1]}), "
                              f"got {tuple(x.shape)}")
-        idx = torch.multinomial(self.probs, x.shape[0], replacement=True, generator=generator)  # (B,)
+        idx = torch.multinomial(self.probs.to(_device(x, generator)), x.shape[0], replacement=True,
+                                generator=generator).to(self.masks.device)  # (B,)
         return self.masks[idx].to(device=x.device, dtype=x.dtype)  # (B, n)
 
     def __repr__(self) -> str:
@@ -370,8 +371,7 @@ class PartialCorruption:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x_hat, mask = self._masked(x, generator)  # (B, n), (B, n)
         if self.noise_std > 0:
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-            x_hat = x_hat + self.noise_std * noise.to(x.device)
+            x_hat = x_hat + self.noise_std * _randn(tuple(x.shape), x, generator)
         return x_hat, mask
 
     def __repr__(self) -> str:

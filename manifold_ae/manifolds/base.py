@@ -252,7 +252,7 @@ class Manifold(abc.ABC):
     def tangent_basis(self, p) -> torch.Tensor:
         """Orthonormal tangent basis at π(p): (..., n, d) (for p on M this is T_pM)."""
         y0, params, lead = self._frame(p, "p")
-        T = torch.einsum("nm,bmd->bnd", self.Q, self._tangent_base(y0, params))   # (B, n, d)
+        T = torch.einsum("nm,bmd->bnd", self.Q.to(y0), self._tangent_base(y0, params))   # (B, n, d)
         return T.reshape(*lead, self.ambient_dim, self.intrinsic_dim)
 
     def tangent_projector(self, p) -> torch.Tensor:
@@ -263,8 +263,8 @@ class Manifold(abc.ABC):
     def normal_basis(self, p) -> torch.Tensor:
         """Orthonormal normal basis at π(p): (..., n, n − d); the first m − d columns lie inside span(Q)."""
         y0, params, lead = self._frame(p, "p")
-        inside = torch.einsum("nm,bmk->bnk", self.Q, self._normal_base(y0, params))   # (B, n, m − d)
-        outside = self.Q_perp.expand(inside.shape[0], -1, -1)                        # (B, n, n − m)
+        inside = torch.einsum("nm,bmk->bnk", self.Q.to(y0), self._normal_base(y0, params))   # (B, n, m − d)
+        outside = self.Q_perp.to(y0).expand(inside.shape[0], -1, -1)                        # (B, n, n − m)
         N = torch.cat([inside, outside], dim=-1)
         return N.reshape(*lead, self.ambient_dim, self.ambient_dim - self.intrinsic_dim)
 

@@ -60,8 +60,8 @@ class Sphere(Manifold):
             return torch.stack([-u[:, 1], u[:, 0]], dim=-1)[:, :, None]   # (B, 2, 1): d/dθ
         # Householder reflection H with H e₁ = ∓u; its other columns span u^⊥.
         s = torch.where(u[:, :1] >= 0, 1.0, -1.0).to(u)                   # (B, 1)
-        w = u + s * self._e1                                              # (B, k+1), ‖w‖ >= 1
-        H = torch.eye(self.k + 1, dtype=u.dtype) - 2 * w[:, :, None] * w[:, None, :] / (w * w).sum(-1)[:, None, None]
+        w = u + s * self._e1.to(u)                                              # (B, k+1), ‖w‖ >= 1
+        H = torch.eye(self.k + 1, dtype=u.dtype, device=u.device) - 2 * w[:, :, None] * w[:, None, :] / (w * w).sum(-1)[:, None, None]
         return H[:, :, 1:]                                                # (B, k+1, k)
 
     def _normal_base(self, y, params):

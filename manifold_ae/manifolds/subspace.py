@@ -37,7 +37,7 @@ class Subspace(Manifold):
         return params
 
     def _tangent_base(self, y, params):
-        return torch.eye(self.d, dtype=y.dtype).expand(y.shape[0], -1, -1)
+        return torch.eye(self.d, dtype=y.dtype, device=y.device).expand(y.shape[0], -1, -1)
 
     def _normal_base(self, y, params):
         return y.new_zeros(y.shape[0], self.d, 0)

@@ -410,7 +410,8 @@ def _quadrature_logits(x: torch.Tensor, p: torch.Tensor, log_w: torch.Tensor, si
     return log_w + (x @ p.T - 0.5 * (p * p).sum(-1)) / sigma ** 2
 
 
-def _chunks(batch: int, k: int, n: int) -> int:
+def _chunks(k: int, n: int) -> int:
+    """Rows per chunk so that a (rows, k, n) intermediate holds about 4e6 numbers."""
     return max(1, int(4e6 // max(1, k * n)))
 
 
@@ -435,7 +436,7 @@ def posterior_mean_quadrature(x_tilde: Any, points: Any, weights: Any = None, *,
     """
     x, p, log_w, sigma = _quadrature_inputs(x_tilde, points, weights, sigma)
     flat = x.reshape(-1, p.shape[1])  # (B, n)
-    step = _chunks(flat.shape[0], *p.shape)
+    step = _chunks(*p.shape)
     out = [torch.softmax(_quadrature_logits(xb, p, log_w, sigma), dim=-1) @ p for xb in flat.split(step)]
     return torch.cat(out).reshape(x.shape)
 
@@ -446,7 +447,7 @@ def posterior_covariance_quadrature(x_tilde: Any, points: Any, weights: Any = No
     x, p, log_w, sigma = _quadrature_inputs(x_tilde, points, weights, sigma)
     flat = x.reshape(-1, p.shape[1])  # (B, n)
     out = []
-    for xb in flat.split(max(1, _chunks(flat.shape[0], *p.shape) // p.shape[1])):
+    for xb in flat.split(max(1, _chunks(*p.shape) // p.shape[1])):
         s = torch.softmax(_quadrature_logits(xb, p, log_w, sigma), dim=-1)  # (b, K)
         dev = p.unsqueeze(0) - (s @ p).unsqueeze(1)  # (b, K, n)
         out.append(torch.einsum("bk,bki,bkj->bij", s, dev, dev))
@@ -459,7 +460,7 @@ def log_density_quadrature(x_tilde: Any, points: Any, weights: Any = None, *, si
     n = p.shape[1]
     flat = x.reshape(-1, n)
     out = []
-    for xb in flat.split(_chunks(flat.shape[0], *p.shape)):
+    for xb in flat.split(_chunks(*p.shape)):
         logits = _quadrature_logits(xb, p, log_w, sigma) - 0.5 * (xb * xb).sum(-1, keepdim=True) / sigma ** 2
         out.append(torch.logsumexp(logits, dim=-1))
     return torch.cat(out).reshape(x.shape[:-1]) - 0.5 * n * math.log(2 * math.pi * sigma ** 2)
@@ -600,7 +601,7 @@ def masked_posterior_mean_quadrature(x_hat: Any, points: Any, weights: Any = Non
     flat = x.reshape(-1, n)
     out = []
     p_sq = (p * p) @ clean.T  # (K, S)
-    for xb in flat.split(max(1, _chunks(flat.shape[0], p.shape[0] * m.shape[0], 1))):
+    for xb in flat.split(max(1, _chunks(p.shape[0] * m.shape[0], 1))):
         # log N over corrupted coordinates (independent of the node) and over clean ones (node-dependent).
         ll_fill = -0.5 * (((xb.unsqueeze(1) - fill_mean) ** 2 / v_fill + math.log(2 * math.pi * v_fill)) * m).sum(-1)
         cross = torch.einsum("bn,sn,kn->bsk", xb, clean, p)  # (b, S, K)

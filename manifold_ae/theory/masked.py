@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from manifold_ae.checks import as_tensor, check_int, check_points
+from manifold_ae.theory.diagnostics import jacobian
 
 __all__ = ["MaskedProjection", "masked_projection_subspace", "masked_projection_pointcloud"]
 
@@ -138,9 +139,9 @@ def _refine(x: torch.Tensor, w: torch.Tensor, theta: torch.Tensor, point: torch.
     """Levenberg–Marquardt on θ (B, d) for the weighted residual ``√w (x − φ(θ))``; monotone per row."""
     cost = (w * (x - point) ** 2).sum(-1)  # (B,)
     damping = torch.full_like(cost, 1e-3)
-    eye = torch.eye(theta.shape[-1], dtype=theta.dtype)
+    eye = torch.eye(theta.shape[-1], dtype=theta.dtype, device=theta.device)
     for _ in range(steps):
-        jac = torch.func.jacrev(lambda t: phi(t).sum(0))(theta).permute(1, 0, 2)  # (B, n, d), φ is row-wise
+        jac = jacobian(phi, theta)  # (B, n, d), φ is row-wise
         jtw = jac.transpose(1, 2) * w.unsqueeze(1)  # (B, d, n)
         h = jtw @ jac  # (B, d, d) Gauss–Newton matrix
         scale = torch.diagonal(h, dim1=1, dim2=2).mean(-1).clamp(min=1e-300)  # (B,)
