@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.quiver import Quiver
 from PIL import Image
 
-from manifold_ae.viz.figures import fit_loglog, jacobian_spectra, lambda_sweep, rate_plot, save_figure, vector_field
+from manifold_ae.viz.figures import jacobian_spectra, lambda_sweep, rate_plot, save_figure, vector_field
 
 
 def _lines(ax):
@@ -26,21 +26,6 @@ def test_save_figure_writes_png_and_returns_relative_path(tmp_path):
 def test_save_figure_rejects_bad_names(tmp_path, name):
     with pytest.raises(ValueError, match="name must be a file stem"):
         save_figure(Figure(), tmp_path, name)
-
-
-def test_fit_loglog_recovers_power_law():
-    x = np.array([0.05, 0.1, 0.2, 0.4])
-    slope, intercept = fit_loglog(x, 3.0 * x ** 2)
-    assert slope == pytest.approx(2.0, abs=1e-12) and np.exp(intercept) == pytest.approx(3.0, rel=1e-12)
-    slope_t, _ = fit_loglog(torch.tensor(x), torch.tensor(x ** -0.5))
-    assert slope_t == pytest.approx(-0.5, abs=1e-12)
-
-
-def test_fit_loglog_rejects_bad_input():
-    with pytest.raises(ValueError, match="> 0 for a log-log fit"):
-        fit_loglog([1.0, 2.0], [1.0, 0.0])
-    with pytest.raises(ValueError, match="same shape"):
-        fit_loglog([1.0, 2.0, 3.0], [1.0, 2.0])
 
 
 def test_rate_plot_legend_carries_the_fitted_slope():

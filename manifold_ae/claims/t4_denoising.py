@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from manifold_ae.claims.base import Check, ClaimResult
+from manifold_ae.claims.t6_selfsupervised import rms
 from manifold_ae.loop import fit
 from manifold_ae.manifolds import Manifold, make_manifold
 from manifold_ae.models import MLPAutoencoder
@@ -69,11 +70,6 @@ def noisy_points(manifold: Manifold, num: int, *, sigma: float, seed: int) -> to
     g = torch.Generator().manual_seed(seed)
     x, _ = manifold.sample(num, generator=g)
     return x + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)
-
-
-def rms(v: torch.Tensor) -> float:
-    """Root mean square of the row norms of v (N, n)."""
-    return float(v.pow(2).sum(-1).mean().sqrt())
 
 
 def train_dae(manifold: Manifold, *, sigma: float, steps: int, seed: int, num_train: int = 20000,

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from manifold_ae.anomaly.metrics import auroc
+from manifold_ae.anomaly.scoring import vector_scores
 from manifold_ae.claims.base import Check, ClaimResult
 from manifold_ae.claims.t6_selfsupervised import NOISE_STD, circle_task
 from manifold_ae.corruptions.vector import PartialCorruption
@@ -77,7 +78,7 @@ def corruption_task(manifold: Manifold, corruption: PartialCorruption, num: int,
 def residual_score(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Anomaly score ``‖x − f(x)‖²`` (higher = more anomalous), (B, n) -> (B,) (C4, T8)."""
     with torch.no_grad():
-        return (x - model(x.float()).double()).pow(2).sum(-1)
+        return vector_scores(x, model(x.float()).double())
 
 
 def oracle_score(manifold: Manifold, train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

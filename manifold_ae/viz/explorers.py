@@ -29,10 +29,10 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from manifold_ae.anomaly.metrics import auroc, roc_curve
-from manifold_ae.anomaly.scoring import residual_map, smooth
 from manifold_ae.checks import check_choice, check_int, check_positive
 from manifold_ae.claims.t5_contractive import off_manifold_profile, skewed_retraction, train_contractive
 from manifold_ae.claims.t6_selfsupervised import rms
+from manifold_ae.claims.t7_conservation import coordinate_auroc
 from manifold_ae.corruptions.vector import PartialCorruption, block_masks
 from manifold_ae.claims.t8_anomaly import off_manifold_task, residual_score
 from manifold_ae.manifolds import Manifold, make_manifold
@@ -250,7 +250,7 @@ def masked_projection_explorer(manifold: Subspace, *, model: nn.Module | None = 
         x_hat, mask, masked, full, fx = batch(k)
         arrays.update(x_hat=x_hat, mask=mask)
         # T7: per-coordinate residual |x̂ − g(x̂)| as a detector of the corrupted coordinates
-        loc = lambda y: auroc(mask.flatten() > 0.5, (x_hat - y).abs().flatten())  # noqa: E731
+        loc = lambda y: coordinate_auroc(x_hat, y, mask)  # noqa: E731
         numbers = {"mask_size": float(k), "masked_error": rms(masked - x), "full_error": rms(full - x),
                    "gap": rms(masked - full), "auroc_masked": loc(masked), "auroc_full": loc(full)}
         if fx is not None:
@@ -498,7 +498,8 @@ def run_browser(run_dir: str | Path, *, eval_dir: str | Path | None = None, devi
         record = stored.get(str(it["path"]), {})
         numbers["stored_score"] = float(record.get("score", np.nan))
         numbers["threshold"] = float(thresholds.get("image", np.nan))
-        numbers["anomalous"] = float(numbers["score"] >= numbers["threshold"])
+        thr = numbers["threshold"]  # NaN when the run stored no threshold: then there is no verdict
+        numbers["anomalous"] = float(numbers["score"] >= thr) if np.isfinite(thr) else np.nan
         group = metrics["metrics"].get(controls["defect"].value if controls["defect"].value != "good" else "all",
                                        metrics["metrics"]["all"])
         numbers.update(image_auroc=float(group.get("image_auroc", np.nan)),
@@ -509,7 +510,8 @@ def run_browser(run_dir: str | Path, *, eval_dir: str | Path | None = None, devi
         _set(figure, {"input": {"z": _rgb(out.image[0])}, "reconstruction": {"z": _rgb(out.reconstruction[0])},
                       "heat map": {"z": out.heatmap[0].numpy()}, "ground truth": {"z": mask.numpy()}},
              f"{it['defect']}/{name}: score {numbers['score']:.4g}")
-        verdict = "anomalous" if numbers["anomalous"] else "normal"
+        verdict = ("no threshold" if np.isnan(numbers["anomalous"])
+                   else "anomalous" if numbers["anomalous"] else "normal")
         text = (f"<b>{html.escape(str(it['defect']))}/{html.escape(name)}</b> ({len(chosen)} in this class): score "
                 f"<b>{numbers['score']:.4g}</b> (scores.json {numbers['stored_score']:.4g}), threshold "
                 f"{numbers['threshold']:.4g} → <b>{verdict}</b>")

@@ -24,8 +24,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from manifold_ae.checks import as_array, check_int, check_positive
+from manifold_ae.theory.diagnostics import loglog_fit
 
-__all__ = ["save_figure", "fit_loglog", "rate_plot", "vector_field", "jacobian_spectra", "lambda_sweep"]
+__all__ = ["save_figure", "rate_plot", "vector_field", "jacobian_spectra", "lambda_sweep"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -50,24 +51,6 @@ def save_figure(fig: Figure, out_dir: Path | str, name: str, *, dpi: int = 110) 
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / f"{name}.png", dpi=dpi)
     return f"figures/{name}.png"
-
-
-def fit_loglog(x: Any, y: Any) -> tuple[float, float]:
-    """Least-squares line through ``(log x, log y)``: returns ``(slope, intercept)``, natural logs.
-
-    Parameters
-    ----------
-    x, y : array-like, shape (k,)
-        Positive values, k >= 2.
-    """
-    x = as_array(x, "x", ndim=1)
-    y = as_array(y, "y", ndim=1)
-    if x.shape != y.shape or x.size < 2:
-        raise ValueError(f"x and y must have the same shape (k,) with k >= 2, got {x.shape} and {y.shape}")
-    if not (np.all(x > 0) and np.all(y > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x and y must be finite and > 0 for a log-log fit")
-    slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
-    return float(slope), float(intercept)
 
 
 def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = True,
@@ -106,7 +89,7 @@ def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = 
         keep = np.isfinite(ys) & (ys > 0) & (xs > 0) if loglog else np.isfinite(ys)
         text = label
         if loglog and label in fitted and keep.sum() >= 2:
-            slope, icpt = fit_loglog(xs[keep], ys[keep])
+            slope, icpt, _ = loglog_fit(xs[keep], ys[keep])
             text = f"{label} (slope {slope:.2f})"
             grid = np.geomspace(xs[keep].min(), xs[keep].max(), 50)
             ax.plot(grid, np.exp(icpt) * grid ** slope, lw=0.8, alpha=0.6, color="0.4")

@@ -30,6 +30,7 @@ from manifold_ae.manifolds import MANIFOLDS, make_manifold
 from manifold_ae.models import LinearAutoencoder, MLPAutoencoder
 from manifold_ae.objectives import Denoising
 from manifold_ae.theory import (circle_posterior_mean, linear_dae_optimum, linear_dae_risk, moment_matrix,
+                                shrinkage_eigenvalues,
                                 posterior_mean_quadrature)
 from manifold_ae.viz.interactive import field_figure, manifold_figure, spectrum_figure
 
@@ -170,8 +171,9 @@ def linear_dae_explorer(*, eigenvalues: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5,
         sigma = float(controls["sigma"].value)
         W_star = linear_dae_optimum(Sigma, sigma=sigma)                          # T3: Σ(Σ + σ²I)⁻¹
         eig_star = torch.einsum("ni,nm,mi->i", V, W_star, V)                     # Rayleigh quotients on V
+        shrink = shrinkage_eigenvalues(lam_hat, sigma=sigma)                     # λ/(λ + σ²)
         numbers = {"sigma": sigma,
-                   "max_shrinkage_error": float((eig_star - lam_hat / (lam_hat + sigma ** 2)).abs().max()),
+                   "max_shrinkage_error": float((eig_star - shrink).abs().max()),
                    "risk_optimum": float(linear_dae_risk(W_star, Sigma, sigma=sigma)),
                    "risk_identity": float(linear_dae_risk(torch.eye(len(lam), dtype=torch.float64), Sigma,
                                                           sigma=sigma))}
@@ -184,7 +186,7 @@ def linear_dae_explorer(*, eigenvalues: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5,
         _replace_traces(figure, spectrum_figure(lam_hat, {"optimal W*": eig_star, "trained linear DAE": trained},
                                                 sigma=sigma, title=f"linear DAE, σ = {sigma:.3f}"))
         text = (f"<b>σ = {sigma:.3f}</b>: shrinkage λ/(λ+σ²) = "
-                + ", ".join(f"{v:.3f}" for v in (lam_hat / (lam_hat + sigma ** 2)).flip(0).tolist())
+                + ", ".join(f"{v:.3f}" for v in shrink.flip(0).tolist())
                 + f"; risk of W* = {numbers['risk_optimum']:.4f} vs identity {numbers['risk_identity']:.4f}")
         if train:
             text += f"; trained ‖W − W*‖/‖W*‖ = {numbers['trained_relative_error']:.3f}"
@@ -364,8 +366,9 @@ def dae_field_explorer(*, names: tuple[str, ...] = CURVES, ambient_dims: tuple[i
         grid_x = torch.as_tensor(points) @ curve.Q.T                                       # (G, n)
         oracle = (curve.posterior_mean(grid_x, sigma=s) @ curve.Q).numpy() - points         # (G, 2) r*(x) − x
         x, p = curve.test_points(num_test, seed=seed)
+        r_x = curve.posterior_mean(x, sigma=s)                                               # (N, n) r*(x)
         numbers = {"sigma": s, "reach": curve.reach,
-                   "oracle_gap": float(torch.linalg.vector_norm(curve.posterior_mean(x, sigma=s) - p, dim=1).mean()),
+                   "oracle_gap": float(torch.linalg.vector_norm(r_x - p, dim=1).mean()),
                    "noise_gap": float(torch.linalg.vector_norm(x - p, dim=1).mean())}
         dae = empty
         if controls["train"].value:
@@ -377,8 +380,7 @@ def dae_field_explorer(*, names: tuple[str, ...] = CURVES, ambient_dims: tuple[i
             with torch.no_grad():
                 dae = (model(grid_x.float()).double() @ curve.Q).numpy() - points
                 fx = model(x.float()).double()
-            numbers["dae_gap_oracle"] = float(torch.linalg.vector_norm(fx - curve.posterior_mean(x, sigma=s),
-                                                                       dim=1).mean())
+            numbers["dae_gap_oracle"] = float(torch.linalg.vector_norm(fx - r_x, dim=1).mean())
             numbers["dae_gap_projection"] = float(torch.linalg.vector_norm(fx - p, dim=1).mean())
         title = f"{curve.name} in R^{curve.ambient_dim}, σ = {s:.3f}: mean ‖r* − π‖ = {numbers['oracle_gap']:.2e}"
         _replace_traces(figure, field_figure(points, {ORACLE_TRACE: oracle, DAE_TRACE: dae},
