@@ -37,8 +37,9 @@ from typing import Any, Sequence
 import torch
 
 from manifold_ae.config import Config, load_config
-from manifold_ae.evaluate import metrics_for
-from manifold_ae.pipeline import Pipeline, build_datasets, load_checkpoint, thresholds_from_normal
+from manifold_ae.evaluate import score_splits
+from manifold_ae.pipeline import Pipeline, build_datasets, load_checkpoint
+from manifold_ae.files import write_json, write_text
 
 __all__ = ["main", "compare", "method_config", "METHODS", "results_table"]
 
@@ -89,7 +90,7 @@ def _train_network(config: Config, *, progress: bool) -> dict[str, Any]:
         shutil.rmtree(run)
     summary = train(config, progress=progress)
     summary |= {"threads": torch.get_num_threads(), "started_by": "manifold-ae compare"}
-    (run / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(run / "train_summary.json", summary)
     return summary
 
 
@@ -106,16 +107,6 @@ def _pca(config: Config, splits: Any, *, out_dir: Path, n_components: int) -> tu
     explained = float(module.explained_variance_.sum())
     return module, {"seconds": seconds, "n_components": n_components, "train_images": len(splits.train),
                     "explained_variance": explained}
-
-
-def _score(pipe: Pipeline, splits: Any, config: Config) -> tuple[dict[str, Any], dict[str, float] | None]:
-    """Thresholds from the held-out normal images, then metrics on the test set (T8)."""
-    thresholds = None
-    if splits.holdout is not None:  # held-out normal training images only, never the test set
-        thresholds = thresholds_from_normal(pipe.score_dataset(splits.holdout),
-                                            quantile=config.score.threshold_quantile)
-    scored = pipe.score_dataset(splits.test)
-    return metrics_for(scored, thresholds=thresholds), thresholds
 
 
 def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tuple(METHODS),
@@ -174,16 +165,16 @@ def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tup
             pipe = Pipeline(module, image_size=dc.image_size, channels=dc.channels, score=config.score,
                             resize_mode=dc.resize_mode, device=device, normalize=dc.normalize,
                             normalize_target=dc.normalize_target)
-        metrics, thresholds = _score(pipe, splits, config)
+        _, thresholds, metrics = score_splits(pipe, splits, config)
         record["methods"][method] = {"description": METHODS[method][2], "training": training,
                                      "scoring_seconds": time.perf_counter() - start, "thresholds": thresholds,
                                      "metrics": metrics, "config": mconfig.to_dict() if module is None else None}
         print(f"{method}: image AUROC {metrics['all']['image_auroc']:.3f}, pixel AUROC "
               f"{metrics['all'].get('pixel_auroc', float('nan')):.3f}", flush=True)
     name = "compare.json" if list(methods) == list(METHODS) else f"compare_{'_'.join(methods)}.json"
-    (out_dir / name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / name, record)
     if list(methods) == list(METHODS):
-        (out_dir / "results.md").write_text(results_table(record), encoding="utf-8")
+        write_text(out_dir / "results.md", results_table(record))
     return record
 
 

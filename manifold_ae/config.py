@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from manifold_ae.checks import check_choice, check_fraction, check_int, check_positive
+from manifold_ae.files import write_json, write_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -487,5 +488,5 @@ def save_config(config: Config, directory: str | Path) -> None:
     """Write ``config.toml`` and ``config.json`` into ``directory`` (created if needed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.toml").write_text(to_toml(config), encoding="utf-8")
-    (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_text(directory / "config.toml", to_toml(config))
+    write_json(directory / "config.json", config.to_dict())

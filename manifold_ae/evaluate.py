@@ -21,10 +21,11 @@ from typing import Any, Sequence
 import torch
 
 from manifold_ae.anomaly.metrics import image_metrics, pixel_metrics
-from manifold_ae.config import apply_overrides, parse_overrides
+from manifold_ae.config import Config, apply_overrides, parse_overrides
+from manifold_ae.files import write_json, write_text
 from manifold_ae.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
 
-__all__ = ["main", "evaluate", "metrics_for", "markdown_table", "EVALUATE_KEYS"]
+__all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", "EVALUATE_KEYS"]
 
 #: config keys ``evaluate`` may override (the rest must match training, or the held-out split would move)
 EVALUATE_KEYS = frozenset({"data.root", "data.num_workers", "score.sigma", "score.reduction", "score.topk",
@@ -60,6 +61,21 @@ def metrics_for(scored: ScoredSet, *, thresholds: dict[str, float] | None) -> di
             metrics |= pixel_metrics(masks, scored.heatmaps[sel], threshold=pixel_thr)
         out[name] = metrics
     return out
+
+
+def score_splits(pipe: Pipeline, splits: Any, config: Config, *, progress: bool = False
+                 ) -> tuple[ScoredSet, dict[str, float] | None, dict[str, Any]]:
+    """The evaluation protocol, shared by ``evaluate`` and ``compare``: thresholds from the held-out normal
+    training images only (never the test set), then the test set scored and its metrics (T8).
+
+    Returns ``(scored test set, thresholds or None, metrics)``.
+    """
+    thresholds = None
+    if splits.holdout is not None:
+        thresholds = thresholds_from_normal(pipe.score_dataset(splits.holdout, progress=progress),
+                                            quantile=config.score.threshold_quantile)
+    scored = pipe.score_dataset(splits.test, progress=progress)
+    return scored, thresholds, metrics_for(scored, thresholds=thresholds)
 
 
 def _fmt(value: Any) -> str:
@@ -125,12 +141,7 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     if splits.test is None:
         raise ValueError(f"data.dataset = {config.data.dataset!r} at {config.data.root!r} has no test set to "
                          "evaluate on")
-    thresholds = None
-    if splits.holdout is not None:  # held-out normal training images only (never the test set)
-        thresholds = thresholds_from_normal(pipe.score_dataset(splits.holdout, progress=progress),
-                                            quantile=config.score.threshold_quantile)
-    scored = pipe.score_dataset(splits.test, progress=progress)
-    metrics = metrics_for(scored, thresholds=thresholds)
+    scored, thresholds, metrics = score_splits(pipe, splits, config, progress=progress)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,9 +158,9 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
                                          f"split_seed = {config.data.split_seed}); nothing chosen on the test set",
                            "objective": config.objective.name},
               "config": config.to_dict()}
-    _write_json(out_dir / "metrics.json", result)
-    _write_json(out_dir / "scores.json", _scores_record(scored, thresholds, checkpoint))
-    (out_dir / "results.md").write_text(markdown_table({category: metrics}), encoding="utf-8")
+    write_json(out_dir / "metrics.json", result)
+    write_json(out_dir / "scores.json", _scores_record(scored, thresholds, checkpoint))
+    write_text(out_dir / "results.md", markdown_table({category: metrics}))
     if overlays_per_class > 0:
         result["overlays"] = _write_overlays(pipe, splits.test, scored, thresholds=thresholds, out_dir=out_dir,
                                              per_class=overlays_per_class)
@@ -166,10 +177,6 @@ def _scores_record(scored: ScoredSet, thresholds: dict[str, float] | None, check
             record |= {"label": int(scored.labels[i]), "defect": scored.defects[i]}
         images.append(record)
     return {"checkpoint": str(checkpoint), "thresholds": thresholds, "images": images}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(all_metrics)
     if args.out and len(args.checkpoints) > 1:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "results.md").write_text(table, encoding="utf-8")
-        _write_json(Path(args.out) / "metrics.json", all_metrics)
+        write_text(Path(args.out) / "results.md", table)
+        write_json(Path(args.out) / "metrics.json", all_metrics)
     print(table)
     return 0
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from manifold_ae.pipeline import Pipeline
+from manifold_ae.files import write_json
 
 __all__ = ["main", "predict", "find_images", "heatmap_png"]
 
@@ -92,7 +93,7 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
                                                 vmax=vmax).relative_to(out_dir))
         images.append(record)
     result = {"checkpoint": str(checkpoint), "thresholds": thresholds, "images": images}
-    (out_dir / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / "scores.json", result)
     return result
 
 

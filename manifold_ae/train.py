@@ -39,6 +39,7 @@ from manifold_ae.config import Config, load_config, parse_overrides, save_config
 from manifold_ae.loop import check_finite, cosine_schedule, train_step
 from manifold_ae.pipeline import (Pipeline, build_datasets, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
+from manifold_ae.files import atomic_write
 
 __all__ = ["main", "train", "build_objective", "save_checkpoint", "Distributed", "setup_distributed",
            "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
@@ -123,18 +124,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     A reader sees either the previous checkpoint or the complete new one, never a partial file, whatever
     interrupts the write (the temporary file is removed on errors).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
 
 
 def _rng_state() -> dict[str, Any]:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
 from manifold_ae.claims.base import Check, ClaimResult
+from manifold_ae.files import write_text
 
 __all__ = ["CLAIMS", "run_claims", "write_report", "main"]
 
@@ -31,19 +30,6 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "T7": ("manifold_ae.claims.t7_conservation", "the orthogonal projection changes an input least (conservation)"),
     "T8": ("manifold_ae.claims.t8_anomaly", "the projection residual is the oracle anomaly score"),
 }
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (no half-written files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run_one(claim: str, *, fast: bool, out_dir: Path, seed: int) -> ClaimResult:
@@ -110,9 +96,9 @@ def write_report(results: list[ClaimResult], out_dir: Path | str, *, fast: bool,
     out_dir = Path(out_dir)
     payload = {"fast": fast, "seed": seed, "passed": all(r.passed for r in results),
                "claims": [r.to_dict() for r in results]}
-    _atomic_write_text(out_dir / "results.json", json.dumps(payload, indent=2))
+    write_text(out_dir / "results.json", json.dumps(payload, indent=2))
     report = out_dir / "report.md"
-    _atomic_write_text(report, render_markdown(results, fast=fast, seed=seed))
+    write_text(report, render_markdown(results, fast=fast, seed=seed))
     return report
 
 

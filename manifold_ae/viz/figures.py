@@ -25,6 +25,7 @@ from matplotlib.ticker import NullFormatter
 
 from manifold_ae.checks import as_array, check_int, check_positive
 from manifold_ae.theory.diagnostics import loglog_fit
+from manifold_ae.files import atomic_write
 
 __all__ = ["save_figure", "rate_plot", "vector_field", "jacobian_spectra", "lambda_sweep"]
 
@@ -49,7 +50,7 @@ def save_figure(fig: Figure, out_dir: Path | str, name: str, *, dpi: int = 110) 
         raise ValueError(f"name must be a file stem of letters, digits and '_.-', got {name!r}")
     folder = Path(out_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    fig.savefig(folder / f"{name}.png", dpi=dpi)
+    atomic_write(folder / f"{name}.png", lambda handle: fig.savefig(handle, format="png", dpi=dpi), binary=True)
     return f"figures/{name}.png"
 
 

@@ -6,11 +6,11 @@ atomically: the PNG goes to a temporary file in the target folder, then is renam
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from manifold_ae.files import atomic_write
 
 __all__ = ["overlay_grid", "COLUMNS"]
 
@@ -128,14 +128,4 @@ def overlay_grid(images: Any, reconstructions: Any, residuals: Any, masks: Any |
             axes[i][0].set_ylabel("\n".join(label), fontsize=7)
     fig.tight_layout()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png"), binary=True)
