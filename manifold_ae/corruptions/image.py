@@ -316,6 +316,7 @@ class TextureFill:
         self.seed = check_int(seed, "seed", minimum=0)
         self.jitter = check_fraction(jitter, "jitter")
         self._matched: dict[tuple, torch.Tensor] = {}
+        self._built: dict[tuple[int, int, int], torch.Tensor] = {}
 
     def source(self, channels: int, height: int, width: int, *, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -323,9 +324,12 @@ class TextureFill:
         key = (channels, height, width, torch.device(device), dtype)
         if key not in self._matched:
             bank = self.bank
-            if bank is None:
-                bank = texture_bank(self.count, height, width, channels=channels,
-                                    generator=torch.Generator().manual_seed(self.seed))
+            if bank is None:  # generate once per image shape; other devices/dtypes reuse it (no regeneration)
+                shape = (channels, height, width)
+                if shape not in self._built:
+                    self._built[shape] = texture_bank(self.count, height, width, channels=channels,
+                                                      generator=torch.Generator().manual_seed(self.seed))
+                bank = self._built[shape]
             self._matched[key] = _match_bank(bank.to(device, dtype), channels, height, width)
         return self._matched[key]
 
