@@ -94,6 +94,7 @@ class ModelConfig:
     depth: int = 4
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     skips: bool = True
+    skip_from: int = 0
     norm: str = "group"
     sdc_layers: int = 2
     max_width: int = 0
@@ -103,6 +104,7 @@ class ModelConfig:
         check_int(self.width, "model.width", minimum=1)
         check_int(self.depth, "model.depth", minimum=1, maximum=8)
         check_int(self.sdc_layers, "model.sdc_layers", minimum=0)
+        check_int(self.skip_from, "model.skip_from", minimum=0, maximum=self.depth - 1)
         check_int(self.max_width, "model.max_width", minimum=0)
         check_choice(self.norm, "model.norm", ("group", "batch", "none"))
         check_choice(self.output, "model.output", ("sigmoid", "linear"))
@@ -135,13 +137,22 @@ class CorruptionConfig:
     """Training corruptions of the ``selfsupervised`` objective (passed to ``paper_corruption``).
 
     ``clean_fraction`` of the training samples stay uncorrupted; ``opacity`` is the blending interval.
+    ``mask_weights`` are the relative weights of the masks [perlin, blob, rectangle, line, crack] and
+    ``fill_weights`` those of the fills [patch, texture, noise, elastic, color]; the defaults are the paper
+    recipe (``corruptions.image.MASK_WEIGHTS`` / ``FILL_WEIGHTS``).
     """
 
     clean_fraction: float = 0.1
     opacity: tuple[float, ...] = (0.5, 1.0)
+    mask_weights: tuple[float, ...] = (0.4, 0.3, 0.15, 0.15, 0.0)
+    fill_weights: tuple[float, ...] = (0.3, 0.25, 0.15, 0.15, 0.15)
 
     def __post_init__(self) -> None:
+        from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS, recipe_weights
+
         check_fraction(self.clean_fraction, "corruption.clean_fraction")
+        recipe_weights(self.mask_weights, MASK_WEIGHTS, "corruption.mask_weights")
+        recipe_weights(self.fill_weights, FILL_WEIGHTS, "corruption.fill_weights")
         if len(self.opacity) != 2 or self.opacity[0] > self.opacity[1]:
             raise ValueError(f"corruption.opacity must be an interval [low, high] with low <= high, "
                              f"got {self.opacity!r}")

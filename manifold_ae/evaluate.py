@@ -122,11 +122,16 @@ def _write_overlays(pipe: Pipeline, dataset: Any, scored: ScoredSet, *, threshol
 
 
 def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence[str] = (),
-             device: str = "auto", overlays_per_class: int = 4, progress: bool = True) -> dict[str, Any]:
+             device: str = "auto", overlays_per_class: int = 4, progress: bool = True,
+             synthetic: bool = False) -> dict[str, Any]:
     """Evaluate one checkpoint on its configured test set; writes into ``out_dir`` and returns the results.
 
     Files: ``metrics.json`` (metrics per defect class, thresholds, protocol), ``scores.json`` (one score per
     test image, the format of ``predict``), ``results.md`` and ``overlays_<defect>.png``.
+
+    ``synthetic=True`` evaluates on the validation set of :mod:`manifold_ae.validation` instead: the held-out
+    normal training images with synthetic defects, for choosing options without the test set. No thresholds
+    are set then (they would come from the same images).
     """
     pipe = Pipeline.from_checkpoint(checkpoint, device=device)
     assert pipe.config is not None
@@ -138,10 +143,18 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     config = apply_overrides(pipe.config, overrides)
     pipe.score_config = config.score
     splits = build_datasets(config.data)
-    if splits.test is None:
+    if synthetic:
+        from manifold_ae.validation import validation_set
+
+        test_set = validation_set(splits.holdout, split_seed=config.data.split_seed)
+        scored, thresholds = pipe.score_dataset(test_set, progress=progress), None
+        metrics = metrics_for(scored, thresholds=None)
+    elif splits.test is None:
         raise ValueError(f"data.dataset = {config.data.dataset!r} at {config.data.root!r} has no test set to "
                          "evaluate on")
-    scored, thresholds, metrics = score_splits(pipe, splits, config, progress=progress)
+    else:
+        test_set = splits.test
+        scored, thresholds, metrics = score_splits(pipe, splits, config, progress=progress)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,13 +169,15 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
                            "thresholds": f"quantile {config.score.threshold_quantile} of held-out normal "
                                          f"training images (holdout_fraction = {config.data.holdout_fraction}, "
                                          f"split_seed = {config.data.split_seed}); nothing chosen on the test set",
+                           "test_set": "held-out normal images + synthetic defects (manifold_ae.validation)"
+                                       if synthetic else "the dataset's test split",
                            "objective": config.objective.name},
               "config": config.to_dict()}
     write_json(out_dir / "metrics.json", result)
     write_json(out_dir / "scores.json", _scores_record(scored, thresholds, checkpoint))
     write_text(out_dir / "results.md", markdown_table({category: metrics}))
     if overlays_per_class > 0:
-        result["overlays"] = _write_overlays(pipe, splits.test, scored, thresholds=thresholds, out_dir=out_dir,
+        result["overlays"] = _write_overlays(pipe, test_set, scored, thresholds=thresholds, out_dir=out_dir,
                                              per_class=overlays_per_class)
     return result
 
@@ -185,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Evaluate checkpoints (files or run directories) on their test sets. "
                                             f"Overridable: {', '.join(sorted(EVALUATE_KEYS))}.")
     p.add_argument("checkpoints", nargs="+", help="checkpoint.pt files or run directories")
-    p.add_argument("--out", default=None, help="output directory (default: <run directory>/eval)")
+    p.add_argument("--out", default=None, help="output directory (default: <run directory>/eval, or "
+                                               "eval_synthetic with --synthetic)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="score held-out normal images + synthetic defects instead of the test set (model "
+                        "selection without the test set)")
     p.add_argument("--device", default="auto")
     p.add_argument("--overlays", type=int, default=4, help="overlay rows per defect class (0: none)")
     p.add_argument("--no-progress", action="store_true")
@@ -194,11 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for ckpt in args.checkpoints:
             run_dir = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
-            out = Path(args.out) if args.out else run_dir / "eval"
+            out = Path(args.out) if args.out else run_dir / ("eval_synthetic" if args.synthetic else "eval")
             if args.out and len(args.checkpoints) > 1:
                 out = out / run_dir.name
             result = evaluate(ckpt, out_dir=out, overrides=overrides, device=args.device,
-                              overlays_per_class=args.overlays, progress=not args.no_progress)
+                              overlays_per_class=args.overlays, progress=not args.no_progress,
+                              synthetic=args.synthetic)
             key = result["category"] if result["category"] not in all_metrics else f"{result['category']} ({ckpt})"
             all_metrics[key] = result["metrics"]
             print(f"{ckpt}: results in {out}")

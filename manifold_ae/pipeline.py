@@ -40,7 +40,7 @@ def build_model(model: ModelConfig, *, channels: int) -> nn.Module:
     from manifold_ae.models.unet import GatedUNet
 
     return GatedUNet(channels, width=model.width, depth=model.depth, dilations=model.dilations,
-                     skips=model.skips, norm=model.norm, sdc_layers=model.sdc_layers,
+                     skips=model.skips, skip_from=model.skip_from, norm=model.norm, sdc_layers=model.sdc_layers,
                      max_width=model.max_width or None, output=model.output)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from manifold_ae.pipeline import Pipeline
-from manifold_ae.files import write_json
+from manifold_ae.files import atomic_write, write_json
 
 __all__ = ["main", "predict", "find_images", "heatmap_png"]
 
@@ -67,7 +67,8 @@ def heatmap_png(image: torch.Tensor, heatmap: torch.Tensor, path: str | Path, *,
     both = np.concatenate([x, blend], axis=1)  # (H, 2W, 3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((both * 255 + 0.5).astype(np.uint8)).save(path)
+    picture = Image.fromarray((both * 255 + 0.5).astype(np.uint8))
+    atomic_write(path, lambda handle: picture.save(handle, format="PNG"), binary=True)
     return path
 
 
@@ -88,7 +89,7 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
         if heatmaps:
             name = path.stem if path.stem not in used else f"{path.stem}_{i}"
             used.add(name)
-            image = pipe.load([path])[0]  # (C, H, W), the model's input
+            image = pipe.load([path])[0]  # (C, H, W), the model's input, read again rather than kept for all files
             record["heatmap"] = str(heatmap_png(image, scored.heatmaps[i], out_dir / "heatmaps" / f"{name}.png",
                                                 vmax=vmax).relative_to(out_dir))
         images.append(record)

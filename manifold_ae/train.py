@@ -110,7 +110,9 @@ def build_objective(config: Config, model: nn.Module) -> nn.Module:
 
     corruption = paper_corruption(image_size=config.data.image_size, channels=config.data.channels,
                                   clean_fraction=config.corruption.clean_fraction,
-                                  opacity=tuple(config.corruption.opacity), seed=config.train.seed)
+                                  opacity=tuple(config.corruption.opacity),
+                                  mask_weights=config.corruption.mask_weights,
+                                  fill_weights=config.corruption.fill_weights, seed=config.train.seed)
     weight = config.objective.weight_corrupted or None
     return objectives.SelfSupervised(model, corruption=corruption, weight_corrupted=weight)  # T6
 

@@ -47,9 +47,31 @@ def test_every_method_is_scored_and_the_table_is_written(run):
         assert entry["thresholds"]["num_images"] == 3  # thresholds from the 3 held-out normal images only
         assert entry["training"]["seconds"] > 0
     table = (run["out"] / "results.md").read_text()
-    assert table == results_table(run["second"])  # the files of the last run
-    assert len(table.strip().splitlines()) == 2 + 3 * len(METHODS)
-    assert "| selfsupervised | **all** | 3 / 6 |" in table
+    test_part, validation_part = table.split("## Synthetic validation set")
+    assert results_table(run["second"]) in test_part  # the files of the last run
+    assert results_table(run["second"], key="validation") in validation_part
+    assert len(results_table(run["second"]).strip().splitlines()) == 2 + 3 * len(METHODS)
+    assert "| selfsupervised | **all** | 3 / 6 |" in test_part
+    assert "| selfsupervised | **all** | 3 / 9 |" in validation_part  # 3 held-out normals, 3 defects each
+
+
+def test_validation_metrics_come_from_held_out_images_with_synthetic_defects(run):
+    # reference: the validation set rebuilt here, scored by the saved PCA, AUROC by scikit-learn
+    from manifold_ae.validation import validation_set
+
+    config = load_config("quick", [a for a in run["args"] if a.startswith("--") and "=" in a
+                                   and not a.startswith("--pca")])
+    splits = build_datasets(config.data)
+    val = validation_set(splits.holdout, split_seed=config.data.split_seed)
+    pca = load_pca_state(torch.load(run["out"] / "pca" / "pca.pt", weights_only=True))
+    pipe = Pipeline(pca, image_size=32, channels=3, score=config.score)
+    scored = pipe.score_dataset(val)
+    got = run["first"]["methods"]["pca"]["validation"]
+    assert set(got) == {"all", "synthetic_blob", "synthetic_line", "synthetic_faint_line"}
+    assert got["all"]["image_auroc"] == pytest.approx(roc_auc_score(scored.labels.numpy(), scored.scores.numpy()),
+                                                      abs=1e-9)
+    for method in METHODS:
+        assert run["second"]["methods"][method]["validation"] == run["first"]["methods"][method]["validation"]
 
 
 def test_networks_get_their_objective_and_skips_and_are_reused(run):

@@ -95,6 +95,9 @@ def test_bad_overrides_name_key_value_and_expectation(override, words):
     (["--data.image_size=100"], ["data.image_size", "100", "divisible", "model.depth"]),
     (["--corruption.opacity=0.9,0.1"], ["corruption.opacity", "low <= high"]),
     (["--data.holdout_fraction=1.0"], ["data.holdout_fraction", "1.0"]),
+    (["--corruption.mask_weights=1,1"], ["corruption.mask_weights", "5 non-negative", "crack", "(1.0, 1.0)"]),
+    (["--corruption.fill_weights=1,1,1,1,-1"], ["corruption.fill_weights", "patch", "color"]),
+    (["--model.skip_from=4"], ["model.skip_from", "[0, 3]", "4"]),
 ])
 def test_out_of_range_values_are_rejected_with_the_field_name(override, words):
     with pytest.raises(ValueError) as err:

@@ -1,16 +1,18 @@
 """corruptions/image.py (T6): mask statistics, locality (outside the mask unchanged), range, seeds, fill sources."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manifold_ae.corruptions.base import MaskedCorruption
-from manifold_ae.corruptions.image import (BlobMask, ColorShiftFill, ElasticFill, LineMask, NoiseFill, PatchFill,
-                                           PerlinMask, RandomChoice, RectangleMask, TextureFill, paper_corruption)
+from manifold_ae.corruptions.image import (FILL_WEIGHTS, MASK_WEIGHTS, BlobMask, ColorShiftFill, CrackMask,
+                                           ElasticFill, LineMask, NoiseFill, PatchFill, PerlinMask, RandomChoice,
+                                           RectangleMask, TextureFill, paper_corruption)
 
-MASKS = [PerlinMask(), BlobMask(), RectangleMask(), LineMask()]
+MASKS = [PerlinMask(), BlobMask(), RectangleMask(), LineMask(), CrackMask()]
 BANK = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(9))
 FILLS = [PatchFill(), TextureFill(BANK), NoiseFill(), ElasticFill(), ColorShiftFill()]
 
@@ -68,6 +70,54 @@ def test_line_mask_is_a_thin_capsule():
     capsule = 25.6 * 6 + math.pi * 3 ** 2  # segment × width + two half discs
     areas = m.sum((1, 2, 3))
     assert abs(float(areas.median()) - capsule) / capsule < 0.1
+
+
+def test_crack_mask_is_thin_meandering_and_inside_its_box():
+    from scipy import ndimage
+
+    side = 128
+    x = _images(b=64, h=side, w=side)
+    masks = {w: CrackMask(width=(w / side, w / side), extent=(0.5, 0.5))(x, _gen(0))[:, 0].numpy() for w in (2, 4)}
+    for w, m in masks.items():
+        for mi in m:
+            ys, xs = np.nonzero(mi)
+            assert np.ptp(ys) <= side / 2 + 1 and np.ptp(xs) <= side / 2 + 1  # inside a box of half the side
+        # thin: eroding with a square wider than the crack leaves (almost) nothing; critical points of the
+        # noise, where the first-order distance estimate fails, may leave a few pixels
+        survive = ndimage.binary_erosion(m, structure=np.ones((1, w + 2, w + 2), bool)).sum() / m.sum()
+        assert survive < 0.03, (w, survive)
+    # area ~ curve length × width: doubling the width doubles the area (same seed, same curves)
+    ratio = masks[4].sum() / masks[2].sum()
+    assert 1.7 < ratio < 2.3, ratio
+    # meandering: a mask is not a straight segment (its pixels do not lie on one line)
+    bent = 0
+    for mi in masks[2]:
+        pts = np.argwhere(mi).astype(float)
+        if len(pts) >= 20:
+            s = np.linalg.svd(pts - pts.mean(0), compute_uv=False)
+            bent += s[1] / s[0] > 0.2
+    assert bent > 32
+
+
+def test_paper_corruption_default_recipe_and_weights():
+    x = _images(b=32, h=24, w=24)
+    bank = torch.rand(4, 3, 24, 24, generator=_gen(3))
+    default = paper_corruption(image_size=24, channels=3, texture_bank=bank, opacity=(0.3, 1.0))
+    explicit = MaskedCorruption(  # the published recipe, written out with the public classes
+        RandomChoice([PerlinMask(), BlobMask(), RectangleMask(), LineMask()], weights=[0.4, 0.3, 0.15, 0.15]),
+        RandomChoice([PatchFill(), TextureFill(bank), NoiseFill(), ElasticFill(), ColorShiftFill()],
+                     weights=[0.3, 0.25, 0.15, 0.15, 0.15]), opacity=(0.3, 1.0), clean_fraction=0.1)
+    a, ma = default(x, _gen(5))
+    b, mb = explicit(x, _gen(5))
+    assert torch.equal(a, b) and torch.equal(ma, mb)
+    only_cracks = paper_corruption(image_size=24, channels=3, texture_bank=bank, mask_weights=(0, 0, 0, 0, 1),
+                                   fill_weights=(0, 0, 1, 0, 0))
+    assert [type(m) for m in only_cracks.mask.options] == [CrackMask]
+    assert [type(f) for f in only_cracks.fill.options] == [NoiseFill]
+    assert list(MASK_WEIGHTS) == ["perlin", "blob", "rectangle", "line", "crack"] and len(FILL_WEIGHTS) == 5
+    for bad in [(1, 1), (0, 0, 0, 0, 0), (1, -1, 0, 0, 0)]:
+        with pytest.raises(ValueError, match=r"mask_weights must hold 5 non-negative weights.*perlin"):
+            paper_corruption(image_size=24, mask_weights=bad)
 
 
 @pytest.mark.parametrize("fill", FILLS, ids=lambda f: type(f).__name__)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -105,3 +106,44 @@ def test_predict_and_evaluate_reject_bad_input(run, tmp_path, capsys):
     assert evaluate_main([str(run["run"]), "--out", str(tmp_path / "e"), "--data.holdout_fraction=0.5"]) == 2
     err = capsys.readouterr().err
     assert "cannot override ['data.holdout_fraction']" in err and "data.root" in err
+
+
+def test_synthetic_defects_are_held_out_normals_with_exact_masks(run):
+    import dataclasses
+
+    from manifold_ae.pipeline import build_datasets
+    from manifold_ae.validation import DEFECT_KINDS, SyntheticDefects
+
+    config = Pipeline.from_checkpoint(run["run"], device="cpu").config
+    config = config.replace(data=dataclasses.replace(config.data, root=str(run["root"])))
+    holdout = build_datasets(config.data).holdout
+    n = len(holdout)
+    ds = SyntheticDefects(holdout, seed=3)
+    assert len(ds) == 4 * n and [ds[i]["defect"] for i in range(len(ds))] == \
+        ["good"] * n + ["synthetic_blob"] * n + ["synthetic_line"] * n + ["synthetic_faint_line"] * n
+    for i in range(len(ds)):
+        item, clean = ds[i], holdout[i % n]["image"]
+        outside = (item["mask"] == 0).expand_as(clean)
+        assert torch.equal(item["image"][outside], clean[outside])  # only the defect's pixels change
+        assert item["label"] == int(item["mask"].sum() > 0) == int(i >= n)
+        if i >= n:
+            assert float((item["image"] - clean).abs()[~outside].mean()) > 0.01
+    again = SyntheticDefects(holdout, seed=3)
+    assert torch.equal(again.images, ds.images) and not torch.equal(SyntheticDefects(holdout, seed=4).images,
+                                                                     ds.images)
+    assert set(DEFECT_KINDS) == {"synthetic_blob", "synthetic_line", "synthetic_faint_line"}
+
+
+def test_evaluate_synthetic_scores_the_validation_set_not_the_test_set(run, tmp_path):
+    out = tmp_path / "syn"
+    assert evaluate_main([str(run["run"]), "--synthetic", "--out", str(out), "--no-progress", "--overlays=1",
+                          f"--data.root={run['root']}"]) == 0
+    result = read(out / "metrics.json")
+    records = read(out / "scores.json")["images"]
+    assert result["thresholds"] is None and "synthetic" in result["protocol"]["test_set"]
+    assert set(result["metrics"]) == {"all", "synthetic_blob", "synthetic_line", "synthetic_faint_line"}
+    test_paths = {r["path"] for r in read(run["eval"] / "scores.json")["images"]}
+    assert not test_paths & {r["path"].split("#")[0] for r in records}  # no test image is used
+    y, s = [r["label"] for r in records], [r["score"] for r in records]
+    assert result["metrics"]["all"]["image_auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert (out / "overlays_synthetic_line.png").is_file()

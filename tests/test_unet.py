@@ -92,6 +92,27 @@ def test_without_skips_the_decoder_ignores_encoder_features():
     assert no_skip.gate_maps(x) == []
 
 
+def test_skip_from_drops_exactly_the_finest_skips():
+    torch.manual_seed(6)
+    x = torch.rand(2, 3, 16, 16)
+    for skip_from in (0, 1, 2):
+        model = GatedUNet(3, width=4, depth=3, dilations=(1, 2), skip_from=skip_from).eval()
+        assert len(model.gate_maps(x)) == 3 - skip_from
+        assert [a.shape[-1] for a in model.gate_maps(x)] == [4, 8, 16][:3 - skip_from]  # coarsest first
+        with torch.no_grad():
+            code = model.encode(x)
+            for level in range(3):  # perturb one encoder level at a time
+                skips = list(code.skips)
+                skips[level] = skips[level] + 10 * torch.randn_like(skips[level])
+                diff = float((model.decode(UNetCode(code.z, tuple(skips))) - model.decode(code)).abs().max())
+                assert (diff > 1e-3) if level >= skip_from else (diff == 0.0), (skip_from, level, diff)
+    for skip_from in (0, 1):  # gates.j joins level depth-1-j: the names of skip_from = 0 (old checkpoints) hold
+        keys = {k for k in GatedUNet(3, width=4, depth=3, skip_from=skip_from).state_dict() if k.startswith("gates.")}
+        assert keys == {f"gates.{j}.to_gate.{p}" for j in range(3 - skip_from) for p in ("weight", "bias")}
+    with pytest.raises(ValueError, match="skip_from"):
+        GatedUNet(3, width=4, depth=3, skip_from=3)
+
+
 def test_sdc_layer_has_one_branch_per_dilation_with_that_dilation():
     layer = SDCLayer(12, dilations=(1, 2, 4, 8, 16, 32), norm="group")
     assert [b[0].dilation for b in layer.branches] == [(d, d) for d in (1, 2, 4, 8, 16, 32)]

@@ -7,7 +7,7 @@ opacity, ``x_tilde = (1 - a m) x + a m c``, so pixels outside the mask are retur
 number comes from the explicit ``generator`` (drawn on its device), so a seed reproduces a corruption exactly.
 
 Masks   ``PerlinMask`` thresholded Perlin blobs · ``BlobMask`` smooth random blobs · ``RectangleMask`` ·
-        ``LineMask`` thin straight lines
+        ``LineMask`` thin straight lines · ``CrackMask`` thin meandering curves
 Fills   ``NoiseFill`` Gaussian noise · ``PatchFill`` other normal images (the batch shuffled, or a bank) ·
         ``TextureFill`` textures (``data/textures.py`` bank by default) · ``ElasticFill`` the image itself,
         elastically deformed · ``ColorShiftFill`` brightness, contrast and colour shift
@@ -27,7 +27,7 @@ from manifold_ae.corruptions.base import MaskedCorruption
 from manifold_ae.data.io import as_hw
 from manifold_ae.data.textures import perlin_noise, texture_bank
 
-__all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "NoiseFill", "PatchFill", "TextureFill",
+__all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "NoiseFill", "PatchFill", "TextureFill",
            "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption"]
 
 Generator = torch.Generator | None
@@ -214,6 +214,55 @@ class LineMask:
 
     def __repr__(self) -> str:
         return f"LineMask(count={self.count}, width={self.width}, length={self.length})"
+
+
+class CrackMask:
+    """Thin meandering curves, like cracks: the zero set of Perlin noise thickened to ``width`` × min(H, W)
+    (at least 1 px), kept inside a random box of ``extent`` × (H, W).
+
+    Per sample: a lattice of ``2**a`` cells with ``2**a`` in ``cells`` sets how much the curves meander. A
+    pixel is on the crack when its distance to the zero set, estimated to first order as |n| / |∇n| in pixels,
+    is at most width / 2. Unlike :class:`LineMask` the curves bend and branch.
+    """
+
+    def __init__(self, *, cells: tuple[int, int] = (2, 8), width: tuple[float, float] = (0.005, 0.015),
+                 extent: tuple[float, float] = (0.2, 0.6)) -> None:
+        lo, hi = _int_interval(cells, "cells", minimum=1)
+        if lo & (lo - 1) or hi & (hi - 1):
+            raise ValueError(f"cells must be powers of two (1, 2, 4, ...), got {cells!r}")
+        self.cells = (lo, hi)
+        self.width = _interval(width, "width", low=0.0, high=1.0)
+        self.extent = _interval(extent, "extent", low=0.0, high=1.0)
+        if self.extent[0] <= 0:
+            raise ValueError(f"extent must be an interval within (0, 1], got {extent!r}")
+
+    def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
+        b, _, h, w = _check_images(x)
+        exps = (self.cells[0].bit_length() - 1, self.cells[1].bit_length() - 1)
+        k = _randint((b,), exps, generator, x)  # (B,) log2 of the lattice cells per side
+        noise = torch.empty(b, h, w, device=x.device)
+        for e in torch.unique(k):
+            idx = (k == e).nonzero().squeeze(1)
+            cells = (min(2 ** int(e), max(1, h // 2)), min(2 ** int(e), max(1, w // 2)))
+            noise[idx] = perlin_noise(len(idx), h, w, cells=cells, generator=generator, device=x.device)
+        gy, gx = torch.gradient(noise, dim=(1, 2))  # per pixel
+        dist = noise.abs() / (gy ** 2 + gx ** 2).sqrt().clamp_min(1e-6)  # (B, H, W) px to the zero set
+        half = (_uniform((b,), self.width, generator, x) * min(h, w)).clamp_min(1.0) / 2
+        bh = _uniform((b,), self.extent, generator, x) * h  # box size and corner
+        bw = _uniform((b,), self.extent, generator, x) * w
+        y0 = _rand((b,), generator, x) * (h - bh)
+        x0 = _rand((b,), generator, x) * (w - bw)
+        yy, xx = _pixel_grid(h, w, x)
+        box = ((yy >= y0[:, None, None]) & (yy <= (y0 + bh)[:, None, None])
+               & (xx >= x0[:, None, None]) & (xx <= (x0 + bw)[:, None, None]))  # (B, H, W)
+        dist = torch.where(box, dist, torch.inf)
+        mask = dist <= half[:, None, None]
+        nearest = dist.flatten(1).argmin(1)  # never empty: the box pixel closest to the zero set
+        mask.view(b, -1)[torch.arange(b, device=x.device), nearest] = True
+        return mask[:, None].to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"CrackMask(cells={self.cells}, width={self.width}, extent={self.extent})"
 
 
 # ----------------------------------------------------------------------------------------------------- fills
@@ -439,21 +488,45 @@ class RandomChoice:
         return f"RandomChoice({inner})"
 
 
+#: mask name -> weight in the default recipe (``paper_corruption``); the order of ``corruption.mask_weights``
+MASK_WEIGHTS = {"perlin": 0.4, "blob": 0.3, "rectangle": 0.15, "line": 0.15, "crack": 0.0}
+#: fill name -> weight in the default recipe; the order of ``corruption.fill_weights``
+FILL_WEIGHTS = {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15, "color": 0.15}
+
+
 def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, texture_bank: torch.Tensor | None = None,
                      clean_fraction: float = 0.1, opacity: tuple[float, float] = (0.5, 1.0),
+                     mask_weights: Sequence[float] | None = None, fill_weights: Sequence[float] | None = None,
                      seed: int = 0) -> MaskedCorruption:
     """The default training corruption (T6): a random mask × a random fill, blended with a random opacity.
 
-    Masks: Perlin 0.4, blob 0.3, rectangle 0.15, line 0.15. Fills: patch of another image 0.3, texture 0.25,
-    noise 0.15, elastic 0.15, colour shift 0.15. ``clean_fraction`` of the samples stay uncorrupted (mask 0).
-    The texture bank (given, or 64 textures made with ``seed``) is prepared at ``image_size`` × ``channels``.
+    Masks (``mask_weights``, default :data:`MASK_WEIGHTS`): Perlin 0.4, blob 0.3, rectangle 0.15, line 0.15,
+    crack 0. Fills (``fill_weights``, default :data:`FILL_WEIGHTS`): patch of another image 0.3, texture 0.25,
+    noise 0.15, elastic 0.15, colour shift 0.15. Weights are relative; a zero weight removes the option.
+    ``clean_fraction`` of the samples stay uncorrupted (mask 0). The texture bank (given, or 64 textures made
+    with ``seed``) is prepared at ``image_size`` × ``channels``.
     """
     h, w = as_hw(image_size, "image_size")
     if channels not in (1, 3):
         raise ValueError(f"channels must be one of [1, 3], got {channels!r}")
     textures = TextureFill(texture_bank, seed=seed)
     textures.source(channels, h, w)  # build the bank now, not inside the first training step
-    masks = RandomChoice([PerlinMask(), BlobMask(), RectangleMask(), LineMask()], weights=[0.4, 0.3, 0.15, 0.15])
-    fills = RandomChoice([PatchFill(), textures, NoiseFill(), ElasticFill(), ColorShiftFill()],
-                         weights=[0.3, 0.25, 0.15, 0.15, 0.15])
+    mask_weights = recipe_weights(mask_weights, MASK_WEIGHTS, "mask_weights")
+    fill_weights = recipe_weights(fill_weights, FILL_WEIGHTS, "fill_weights")
+    masks = [PerlinMask(), BlobMask(), RectangleMask(), LineMask(), CrackMask()]
+    fills = [PatchFill(), textures, NoiseFill(), ElasticFill(), ColorShiftFill()]
+    masks = RandomChoice([m for m, v in zip(masks, mask_weights) if v > 0], weights=[v for v in mask_weights if v > 0])
+    fills = RandomChoice([f for f, v in zip(fills, fill_weights) if v > 0], weights=[v for v in fill_weights if v > 0])
     return MaskedCorruption(masks, fills, opacity=opacity, clean_fraction=clean_fraction)
+
+
+def recipe_weights(weights: Sequence[float] | None, default: dict[str, float], name: str) -> tuple[float, ...]:
+    """``weights`` checked against the option names of ``default`` (None: the default weights)."""
+    if weights is None:
+        return tuple(default.values())
+    weights = tuple(weights)
+    if len(weights) != len(default) or any(not isinstance(v, (int, float)) or v < 0 for v in weights) \
+            or sum(weights) <= 0:
+        raise ValueError(f"{name} must hold {len(default)} non-negative weights with a positive sum, in the "
+                         f"order {list(default)}, got {weights!r}")
+    return tuple(float(v) for v in weights)

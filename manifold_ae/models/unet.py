@@ -127,6 +127,9 @@ class GatedUNet(nn.Module):
         Dilations of the parallel branches of each SDC layer.
     skips : bool
         Gated skip connections (False: the ablation without any skip path).
+    skip_from : int
+        Finest level that keeps its gated skip: 0 keeps all of them; k drops the skips of levels 0..k-1, so the
+        decoder cannot copy detail finer than 2**k pixels from the input (detail such as 1-px cracks).
     norm : {"group", "batch", "none"}
         Normalisation after each convolution.
     sdc_layers : int
@@ -139,7 +142,8 @@ class GatedUNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, *, width: int = 32, depth: int = 4,
                  dilations: Sequence[int] = (1, 2, 4, 8, 16, 32), skips: bool = True, norm: str = "group",
-                 sdc_layers: int = 2, max_width: int | None = None, output: str = "sigmoid") -> None:
+                 sdc_layers: int = 2, max_width: int | None = None, output: str = "sigmoid",
+                 skip_from: int = 0) -> None:
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", minimum=1)
         self.width = check_int(width, "width", minimum=1)
@@ -149,6 +153,7 @@ class GatedUNet(nn.Module):
             raise ValueError("dilations must be a non-empty sequence of positive integers, got ()")
         self.dilations = tuple(check_int(d, "dilations", minimum=1) for d in dilations)
         self.skips = bool(skips)
+        self.skip_from = check_int(skip_from, "skip_from", minimum=0, maximum=self.depth - 1)
         self.norm = check_choice(norm, "norm", NORMS)
         self.output = check_choice(output, "output", OUTPUTS)
         sdc_layers = check_int(sdc_layers, "sdc_layers", minimum=0)
@@ -167,7 +172,9 @@ class GatedUNet(nn.Module):
             nn.Sequential(nn.ConvTranspose2d(c[i], c[i - 1], 2, stride=2, bias=norm == "none"),
                           _norm(norm, c[i - 1]), nn.SiLU())
             for i in range(depth, 0, -1))
-        self.gates = nn.ModuleList(ConvexGate(c[i - 1]) for i in range(depth, 0, -1)) if self.skips else None
+        # gates[j] joins level depth - 1 - j; levels finer than skip_from have no skip
+        self.gates = nn.ModuleList(ConvexGate(c[i - 1]) for i in range(depth, self.skip_from, -1)) \
+            if self.skips else None
         self.refine = nn.ModuleList(ConvNormAct(c[i - 1], c[i - 1], norm=norm) for i in range(depth, 0, -1))
         self.head = nn.Conv2d(c[0], in_channels, 1)
 
@@ -198,7 +205,7 @@ class GatedUNet(nn.Module):
         h = code.z
         for j, (up, refine) in enumerate(zip(self.up, self.refine)):
             h = up(h)  # (B, c_{i-1}, H / 2^{i-1}, W / 2^{i-1})
-            if self.gates is not None:  # CCM; with skips=False the encoder features are never read
+            if self.gates is not None and j < len(self.gates):  # CCM; skips=False never reads the encoder
                 enc = code.skips[self.depth - 1 - j]
                 h, a = self.gates[j](enc, h)
                 if gate_maps is not None:
@@ -209,7 +216,7 @@ class GatedUNet(nn.Module):
 
     def decode(self, code: UNetCode) -> torch.Tensor:
         """``UNetCode`` -> reconstruction (B, C, H, W) (in [0, 1] for ``output="sigmoid"``)."""
-        if self.gates is not None and len(code.skips) != self.depth:
+        if self.gates is not None and len(code.skips) != self.depth:  # all levels, even those without a gate
             raise ValueError(f"code.skips must hold {self.depth} feature maps (one per level), "
                              f"got {len(code.skips)}")
         return self._decode(code, None)
@@ -226,4 +233,4 @@ class GatedUNet(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, width={self.width}, depth={self.depth}, "
-                f"dilations={self.dilations}, skips={self.skips}, norm={self.norm!r}, output={self.output!r}")
+                f"dilations={self.dilations}, skips={self.skips}, skip_from={self.skip_from}, norm={self.norm!r}, output={self.output!r}")
