@@ -27,8 +27,9 @@ from manifold_ae.corruptions.base import MaskedCorruption
 from manifold_ae.data.io import as_hw
 from manifold_ae.data.textures import perlin_noise, texture_bank
 
-__all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "NoiseFill", "PatchFill", "TextureFill",
-           "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption"]
+__all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "NoiseFill", "PatchFill",
+           "TextureFill", "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption", "MASK_WEIGHTS",
+           "FILL_WEIGHTS", "recipe_weights"]
 
 Generator = torch.Generator | None
 

@@ -233,4 +233,5 @@ class GatedUNet(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, width={self.width}, depth={self.depth}, "
-                f"dilations={self.dilations}, skips={self.skips}, skip_from={self.skip_from}, norm={self.norm!r}, output={self.output!r}")
+                f"dilations={self.dilations}, skips={self.skips}, skip_from={self.skip_from}, norm={self.norm!r}, "
+                f"output={self.output!r}")
