@@ -147,3 +147,14 @@ def test_evaluate_synthetic_scores_the_validation_set_not_the_test_set(run, tmp_
     y, s = [r["label"] for r in records], [r["score"] for r in records]
     assert result["metrics"]["all"]["image_auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert (out / "overlays_synthetic_line.png").is_file()
+
+
+def test_synthetic_validation_needs_held_out_images():
+    from manifold_ae.validation import SyntheticDefects, validation_corruption, validation_set
+
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        validation_set(None, split_seed=0)
+    with pytest.raises(ValueError, match="at least one normal image"):
+        SyntheticDefects([])
+    with pytest.raises(ValueError, match="unknown synthetic defect kind 'dent'.*synthetic_blob"):
+        validation_corruption("dent")
