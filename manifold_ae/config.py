@@ -166,7 +166,9 @@ class TrainConfig:
 
     ``batch_size`` is the global batch: with K processes each takes ``batch_size / K``. ``device`` is
     ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``. ``bf16`` and ``channels_last`` take effect
-    on CUDA only; ``compile`` wraps the model in ``torch.compile``.
+    on CUDA only; ``compile`` wraps the model in ``torch.compile``. ``crop > 0`` trains on random
+    ``crop`` x ``crop`` windows of the ``data.image_size`` images (one per image and step; the fully
+    convolutional model still scores whole images), so a higher resolution costs no more per step.
     """
 
     steps: int = 1000
@@ -183,6 +185,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     out_dir: str = "runs/train"
+    crop: int = 0
 
     def __post_init__(self) -> None:
         check_int(self.steps, "train.steps", minimum=1)
@@ -236,6 +239,12 @@ class Config:
         factor = 2 ** self.model.depth
         if self.data.image_size % factor:
             raise ValueError(f"data.image_size = {self.data.image_size} must be divisible by 2**model.depth = "
+                             f"{factor} (model.depth = {self.model.depth})")
+        crop = check_int(self.train.crop, "train.crop", minimum=0)
+        if crop > self.data.image_size:
+            raise ValueError(f"train.crop = {crop} must not exceed data.image_size = {self.data.image_size}")
+        if crop % factor:
+            raise ValueError(f"train.crop = {crop} must be 0 (whole images) or divisible by 2**model.depth = "
                              f"{factor} (model.depth = {self.model.depth})")
 
     def to_dict(self) -> dict[str, Any]:

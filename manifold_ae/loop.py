@@ -15,7 +15,20 @@ from torch import nn
 
 from manifold_ae.checks import check_int, check_positive
 
-__all__ = ["train_step", "check_finite", "fit", "cosine_schedule"]
+__all__ = ["train_step", "check_finite", "fit", "cosine_schedule", "random_crop"]
+
+
+def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random ``size`` x ``size`` window per image: (B, C, H, W) -> (B, C, size, size).
+
+    Offsets are uniform over all valid positions, drawn on the CPU (from ``generator``, else the global RNG).
+    """
+    b, _, h, w = x.shape
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"crop size must be in [1, min(H, W) = {min(h, w)}], got {size}")
+    top = torch.randint(0, h - size + 1, (b,), generator=generator).tolist()
+    left = torch.randint(0, w - size + 1, (b,), generator=generator).tolist()
+    return torch.stack([x[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(zip(top, left))])
 
 
 def train_step(objective: nn.Module, batch: torch.Tensor, optimizer: torch.optim.Optimizer, *,

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from manifold_ae.config import Config, load_config, parse_overrides, save_config
-from manifold_ae.loop import check_finite, cosine_schedule, train_step
+from manifold_ae.loop import check_finite, cosine_schedule, random_crop, train_step
 from manifold_ae.pipeline import (Pipeline, build_datasets, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
 from manifold_ae.files import atomic_write
@@ -312,6 +312,8 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
             loader_gen.manual_seed(tc.seed + 7919 * epoch + 104_729 * ctx.rank)
             for item in loader:
                 x = item["image"].to(device, non_blocking=True)  # (B, C, H, W) in [0, 1]
+                if tc.crop:
+                    x = random_crop(x, tc.crop)  # (B, C, crop, crop)
                 x = x.contiguous(memory_format=memory_format)
                 loss = train_step(wrapped, x, optimizer, clip=tc.clip or None, autocast_dtype=autocast)
                 scheduler.step()

@@ -98,6 +98,8 @@ def test_bad_overrides_name_key_value_and_expectation(override, words):
     (["--corruption.mask_weights=1,1"], ["corruption.mask_weights", "5 non-negative", "crack", "(1.0, 1.0)"]),
     (["--corruption.fill_weights=1,1,1,1,-1"], ["corruption.fill_weights", "patch", "color"]),
     (["--model.skip_from=4"], ["model.skip_from", "[0, 3]", "4"]),
+    (["--train.crop=100"], ["train.crop", "100", "divisible", "16"]),
+    (["--train.crop=512"], ["train.crop", "512", "data.image_size = 128"]),
 ])
 def test_out_of_range_values_are_rejected_with_the_field_name(override, words):
     with pytest.raises(ValueError) as err:

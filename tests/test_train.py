@@ -173,6 +173,37 @@ def test_the_three_objectives_train(data_root, tmp_path):
     assert losses["reconstruction"] != losses["selfsupervised"]
 
 
+def test_random_crop_takes_a_valid_window_of_each_image():
+    from manifold_ae.loop import random_crop
+
+    x = torch.rand(40, 2, 12, 10, generator=torch.Generator().manual_seed(0))
+    y = random_crop(x, 4, torch.Generator().manual_seed(1))
+    assert y.shape == (40, 2, 4, 4)
+    offsets = []
+    for i in range(40):  # brute force: the window of image i that equals y[i]
+        hits = [(t, l) for t in range(12 - 4 + 1) for l in range(10 - 4 + 1)
+                if torch.equal(x[i, :, t:t + 4, l:l + 4], y[i])]
+        assert len(hits) == 1
+        offsets.append(hits[0])
+    tops, lefts = zip(*offsets)
+    assert len(set(tops)) > 4 and len(set(lefts)) > 4  # offsets spread over the valid range
+    assert max(tops) <= 8 and max(lefts) <= 6
+    with pytest.raises(ValueError, match="crop size"):
+        random_crop(x, 11)
+
+
+def test_crop_training_scores_whole_images(data_root, tmp_path):
+    out = tmp_path / "crop"
+    assert main(args(data_root, out, "--train.steps=2", "--train.crop=16")) == 0
+    state = load_checkpoint(out)
+    assert state["config"]["train"]["crop"] == 16 and state["step"] == 2
+    from manifold_ae.pipeline import Pipeline
+
+    pipe = Pipeline.from_checkpoint(out, device="cpu")
+    scored = pipe(torch.rand(2, 3, 32, 32))  # the fully convolutional model scores whole 32 px images
+    assert scored.heatmap.shape == (2, 32, 32)
+
+
 def test_resume_refuses_to_change_the_model(data_root, tmp_path, capsys):
     assert main(args(data_root, tmp_path, "--train.steps=2")) == 0
     assert main(args(data_root, tmp_path, "--train.steps=2", "--model.width=8", "--resume")) == 2
