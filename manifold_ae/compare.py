@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import torch
 
 from manifold_ae.config import Config, load_config
-from manifold_ae.evaluate import metrics_for, score_splits
+from manifold_ae.evaluate import TABLE_COLUMNS, metrics_for, percent_cell, score_splits
 from manifold_ae.pipeline import Pipeline, build_datasets, load_checkpoint
 from manifold_ae.files import write_json, write_text
 
@@ -51,8 +51,7 @@ METHODS: dict[str, tuple[str | None, bool | None, str]] = {
     "pca": (None, None, "PCA reconstruction, scikit-learn PCA on the training images (T2)"),
 }
 
-TABLE = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO@0.3"),
-         ("pixel_ap", "pixel AP"), ("image_f1", "image F1 @thr"))
+TABLE = TABLE_COLUMNS[:5]  # the columns of evaluate's tables, without pixel F1-max
 
 
 def method_config(config: Config, method: str, *, out_dir: str | Path) -> Config:
@@ -204,10 +203,6 @@ def _protocol(config: Config, n_components: int) -> dict[str, Any]:
                       f"PCA: k = {n_components}"}
 
 
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def results_table(record: dict[str, Any], *, key: str = "metrics") -> str:
     """Markdown table: one row per method and defect class (``all`` first), plus training time.
 
@@ -220,7 +215,7 @@ def results_table(record: dict[str, Any], *, key: str = "metrics") -> str:
         time_cell = "–" if seconds is None else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
         for defect, m in entry.get(key, {}).items():
             label = f"**{defect}**" if defect == "all" else defect
-            cells = " | ".join(_pct(m.get(k)) for k, _ in TABLE)
+            cells = " | ".join(percent_cell(m.get(k)) for k, _ in TABLE)
             lines.append(f"| {method} | {label} | {m['n_good']} / {m['n_defect']} | {cells} | "
                          f"{time_cell if defect == 'all' else ''} |")
     return "\n".join(lines) + "\n"

@@ -132,6 +132,13 @@ class ObjectiveConfig:
         check_positive(self.weight_corrupted, "objective.weight_corrupted", allow_zero=True)
 
 
+def _recipe_default(kind: str) -> tuple[float, ...]:
+    """The paper recipe's weights, from the one table in ``corruptions.image``."""
+    from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS
+
+    return tuple((MASK_WEIGHTS if kind == "mask" else FILL_WEIGHTS).values())
+
+
 @dataclass(frozen=True)
 class CorruptionConfig:
     """Training corruptions of the ``selfsupervised`` objective (passed to ``paper_corruption``).
@@ -144,8 +151,8 @@ class CorruptionConfig:
 
     clean_fraction: float = 0.1
     opacity: tuple[float, ...] = (0.5, 1.0)
-    mask_weights: tuple[float, ...] = (0.4, 0.3, 0.15, 0.15, 0.0)
-    fill_weights: tuple[float, ...] = (0.3, 0.25, 0.15, 0.15, 0.15)
+    mask_weights: tuple[float, ...] = field(default_factory=lambda: _recipe_default("mask"))
+    fill_weights: tuple[float, ...] = field(default_factory=lambda: _recipe_default("fill"))
 
     def __post_init__(self) -> None:
         from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS, recipe_weights

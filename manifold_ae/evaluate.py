@@ -25,7 +25,8 @@ from manifold_ae.config import Config, apply_overrides, parse_overrides
 from manifold_ae.files import write_json, write_text
 from manifold_ae.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
 
-__all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", "EVALUATE_KEYS"]
+__all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", "percent_cell", "EVALUATE_KEYS",
+           "TABLE_COLUMNS"]
 
 #: config keys ``evaluate`` may override (the rest must match training, or the held-out split would move)
 EVALUATE_KEYS = frozenset({"data.root", "data.num_workers", "score.sigma", "score.reduction", "score.topk",
@@ -78,7 +79,8 @@ def score_splits(pipe: Pipeline, splits: Any, config: Config, *, progress: bool 
     return scored, thresholds, metrics_for(scored, thresholds=thresholds)
 
 
-def _fmt(value: Any) -> str:
+def percent_cell(value: Any) -> str:
+    """A metric in [0, 1] as a table cell in % (one decimal); missing or NaN as a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{100 * value:.1f}"
@@ -90,14 +92,14 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     lines = [header, "|" + " --- |" * (3 + len(TABLE_COLUMNS))]
     for category, groups in results.items():
         for defect, m in groups.items():
-            cells = [_fmt(m.get(key)) for key, _ in TABLE_COLUMNS]
+            cells = [percent_cell(m.get(key)) for key, _ in TABLE_COLUMNS]
             label = f"**{defect}**" if defect == "all" else defect
             lines.append(f"| {category} | {label} | {m['n_good']} / {m['n_defect']} | " + " | ".join(cells) + " |")
     if len(results) > 1:
         cells = []
         for key, _ in TABLE_COLUMNS:
             values = [g["all"][key] for g in results.values() if key in g["all"]]
-            cells.append(_fmt(sum(values) / len(values)) if values else "–")
+            cells.append(percent_cell(sum(values) / len(values)) if values else "–")
         lines.append("| **mean** | all categories | | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

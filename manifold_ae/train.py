@@ -108,7 +108,8 @@ def build_objective(config: Config, model: nn.Module) -> nn.Module:
         return objectives.Denoising(model, sigma=config.objective.sigma)
     from manifold_ae.corruptions.image import paper_corruption
 
-    corruption = paper_corruption(image_size=config.data.image_size, channels=config.data.channels,
+    size = config.train.crop or config.data.image_size  # the size of the training batches
+    corruption = paper_corruption(image_size=size, channels=config.data.channels,
                                   clean_fraction=config.corruption.clean_fraction,
                                   opacity=tuple(config.corruption.opacity),
                                   mask_weights=config.corruption.mask_weights,

@@ -192,9 +192,14 @@ def test_random_crop_takes_a_valid_window_of_each_image():
         random_crop(x, 11)
 
 
-def test_crop_training_scores_whole_images(data_root, tmp_path):
+def test_crop_training_scores_whole_images(data_root, tmp_path, monkeypatch):
+    shapes = []
+    real = train_mod.train_step
+    monkeypatch.setattr(train_mod, "train_step", lambda obj, x, *a, **k: shapes.append(tuple(x.shape)) or
+                        real(obj, x, *a, **k))
     out = tmp_path / "crop"
     assert main(args(data_root, out, "--train.steps=2", "--train.crop=16")) == 0
+    assert shapes == [(4, 3, 16, 16)] * 2  # the training batches are 16 px windows of the 32 px images
     state = load_checkpoint(out)
     assert state["config"]["train"]["crop"] == 16 and state["step"] == 2
     from manifold_ae.pipeline import Pipeline

@@ -28,8 +28,7 @@ from manifold_ae.loop import fit
 from manifold_ae.manifolds import Manifold, make_manifold
 from manifold_ae.models import MLPAutoencoder
 from manifold_ae.objectives import Denoising
-from manifold_ae.theory import (circle_posterior_mean, flat_torus_posterior_mean, loglog_slope,
-                                sphere_posterior_mean)
+from manifold_ae.theory import CLOSED_FORM_MANIFOLDS, loglog_slope, posterior_mean
 
 __all__ = ["MANIFOLD_SPECS", "ORACLE_SIGMAS", "SLOPE_RANGE", "make_toy", "bayes_denoiser", "noisy_points",
            "train_dae", "rms", "run"]
@@ -54,15 +53,10 @@ def make_toy(name: str, *, seed: int) -> Manifold:
 
 def bayes_denoiser(manifold: Manifold, *, sigma: float) -> Map:
     """The closed-form posterior mean r* (..., n) -> (..., n) for uniform data on ``manifold`` (T4)."""
-    c, q = manifold.centre, manifold.Q
-    if manifold.name == "flat_torus":
-        radii = (float(manifold.a), float(manifold.b))
-        return lambda x: flat_torus_posterior_mean(x, radii=radii, sigma=sigma, centre=c, Q=q)
-    if manifold.name == "circle":
-        return lambda x: circle_posterior_mean(x, radius=float(manifold.radius), sigma=sigma, centre=c, Q=q)
-    if manifold.name == "sphere":
-        return lambda x: sphere_posterior_mean(x, radius=float(manifold.radius), sigma=sigma, centre=c, Q=q)
-    raise ValueError(f"no closed-form Bayes denoiser for {manifold!r}; expected a circle, sphere or flat torus")
+    if getattr(manifold, "name", None) not in CLOSED_FORM_MANIFOLDS:
+        raise ValueError(f"no closed-form Bayes denoiser for {manifold!r}; expected one of "
+                         f"{list(CLOSED_FORM_MANIFOLDS)}")
+    return lambda x: posterior_mean(manifold, x, sigma=sigma)
 
 
 def noisy_points(manifold: Manifold, num: int, *, sigma: float, seed: int) -> torch.Tensor:

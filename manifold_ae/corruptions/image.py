@@ -86,6 +86,29 @@ def _pixel_grid(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch
     return yy, torch.arange(w, device=like.device, dtype=torch.float32)[None, :]
 
 
+def _power_of_two_interval(value: Sequence[int], name: str) -> tuple[int, int]:
+    lo, hi = _int_interval(value, name, minimum=1)
+    if lo & (lo - 1) or hi & (hi - 1):
+        raise ValueError(f"{name} must be powers of two (1, 2, 4, ...), got {value!r}")
+    return lo, hi
+
+
+def _lattice_exponents(b: int, cells: tuple[int, int], generator: Generator, like: torch.Tensor) -> torch.Tensor:
+    """(B, 2) log2 of the Perlin lattice (rows, cols) per sample, uniform over the powers of two in ``cells``."""
+    return _randint((b, 2), (cells[0].bit_length() - 1, cells[1].bit_length() - 1), generator, like)
+
+
+def _lattice_noise(k: torch.Tensor, h: int, w: int, generator: Generator, like: torch.Tensor) -> torch.Tensor:
+    """Perlin noise (B, H, W) with lattice ``2**k[i]`` cells for sample i (at most half the side, so features
+    span at least 2 px); one Perlin call per distinct lattice, vectorised over its samples."""
+    noise = torch.empty(len(k), h, w, device=like.device)
+    for pair in torch.unique(k, dim=0):
+        idx = (k == pair).all(1).nonzero().squeeze(1)
+        cells = (min(2 ** int(pair[0]), max(1, h // 2)), min(2 ** int(pair[1]), max(1, w // 2)))
+        noise[idx] = perlin_noise(len(idx), h, w, cells=cells, generator=generator, device=like.device)
+    return noise
+
+
 # ----------------------------------------------------------------------------------------------------- masks
 class PerlinMask:
     """Perlin-noise blobs covering a random fraction of the image (DRAEM's anomaly shapes).
@@ -97,24 +120,16 @@ class PerlinMask:
     """
 
     def __init__(self, *, cells: tuple[int, int] = (1, 16), coverage: tuple[float, float] = (0.05, 0.35)) -> None:
-        lo, hi = _int_interval(cells, "cells", minimum=1)
-        if lo & (lo - 1) or hi & (hi - 1):
-            raise ValueError(f"cells must be powers of two (1, 2, 4, ...), got {cells!r}")
-        self.cells = (lo, hi)
+        self.cells = _power_of_two_interval(cells, "cells")
         self.coverage = _interval(coverage, "coverage", low=0.0, high=1.0)
         if self.coverage[0] <= 0:
             raise ValueError(f"coverage must be an interval within (0, 1], got {coverage!r}")
 
     def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
         b, _, h, w = _check_images(x)
-        exps = (self.cells[0].bit_length() - 1, self.cells[1].bit_length() - 1)
-        k = _randint((b, 2), exps, generator, x)  # (B, 2) log2 of (rows, cols)
+        k = _lattice_exponents(b, self.cells, generator, x)  # (B, 2)
         q = _uniform((b,), self.coverage, generator, x)  # (B,) target coverage
-        noise = torch.empty(b, h, w, device=x.device)
-        for pair in torch.unique(k, dim=0):  # one Perlin call per distinct lattice, vectorised over its samples
-            idx = (k == pair).all(1).nonzero().squeeze(1)
-            cells = (min(2 ** int(pair[0]), max(1, h // 2)), min(2 ** int(pair[1]), max(1, w // 2)))  # blobs ≥ 2 px
-            noise[idx] = perlin_noise(len(idx), h, w, cells=cells, generator=generator, device=x.device)
+        noise = _lattice_noise(k, h, w, generator, x)  # (B, H, W)
         flat = noise.flatten(1).sort(dim=1, descending=True).values  # (B, H*W)
         rank = (q * h * w).round().long().clamp(1, h * w) - 1  # (B,) index of the q-th largest value
         thr = flat.gather(1, rank[:, None])  # (B, 1) per-sample level
@@ -221,17 +236,14 @@ class CrackMask:
     """Thin meandering curves, like cracks: the zero set of Perlin noise thickened to ``width`` × min(H, W)
     (at least 1 px), kept inside a random box of ``extent`` × (H, W).
 
-    Per sample: a lattice of ``2**a`` cells with ``2**a`` in ``cells`` sets how much the curves meander. A
+    Per sample: a lattice of ``2**a`` × ``2**b`` cells in ``cells`` sets how much the curves meander. A
     pixel is on the crack when its distance to the zero set, estimated to first order as |n| / |∇n| in pixels,
     is at most width / 2. Unlike :class:`LineMask` the curves bend and branch.
     """
 
     def __init__(self, *, cells: tuple[int, int] = (2, 8), width: tuple[float, float] = (0.005, 0.015),
                  extent: tuple[float, float] = (0.2, 0.6)) -> None:
-        lo, hi = _int_interval(cells, "cells", minimum=1)
-        if lo & (lo - 1) or hi & (hi - 1):
-            raise ValueError(f"cells must be powers of two (1, 2, 4, ...), got {cells!r}")
-        self.cells = (lo, hi)
+        self.cells = _power_of_two_interval(cells, "cells")
         self.width = _interval(width, "width", low=0.0, high=1.0)
         self.extent = _interval(extent, "extent", low=0.0, high=1.0)
         if self.extent[0] <= 0:
@@ -239,13 +251,7 @@ class CrackMask:
 
     def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
         b, _, h, w = _check_images(x)
-        exps = (self.cells[0].bit_length() - 1, self.cells[1].bit_length() - 1)
-        k = _randint((b,), exps, generator, x)  # (B,) log2 of the lattice cells per side
-        noise = torch.empty(b, h, w, device=x.device)
-        for e in torch.unique(k):
-            idx = (k == e).nonzero().squeeze(1)
-            cells = (min(2 ** int(e), max(1, h // 2)), min(2 ** int(e), max(1, w // 2)))
-            noise[idx] = perlin_noise(len(idx), h, w, cells=cells, generator=generator, device=x.device)
+        noise = _lattice_noise(_lattice_exponents(b, self.cells, generator, x), h, w, generator, x)  # (B, H, W)
         gy, gx = torch.gradient(noise, dim=(1, 2))  # per pixel
         dist = noise.abs() / (gy ** 2 + gx ** 2).sqrt().clamp_min(1e-6)  # (B, H, W) px to the zero set
         half = (_uniform((b,), self.width, generator, x) * min(h, w)).clamp_min(1.0) / 2

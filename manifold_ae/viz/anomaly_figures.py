@@ -21,6 +21,7 @@ from matplotlib.patches import Rectangle
 
 from manifold_ae.checks import as_array
 from manifold_ae.anomaly.metrics import auroc, roc_curve
+from manifold_ae.viz.figures import series_arrays
 
 __all__ = ["gap_vs_mask_figure", "retraction_figure", "coordinate_residual_figure", "roc_figure",
            "auroc_sweep_figure"]
@@ -45,13 +46,10 @@ def gap_vs_mask_figure(sizes: Sequence[float], series: Mapping[str, Any], *, tit
     title : str
     """
     x = as_array(sizes, "sizes", ndim=1)
-    _nonempty(series, "series")
+    curves = series_arrays(x, series)
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
-    for i, (label, values) in enumerate(series.items()):
-        y = as_array(values, f"series[{label!r}]", ndim=1)
-        if y.shape != x.shape:
-            raise ValueError(f"series[{label!r}] must have {x.size} values (one per size), got {y.size}")
+    for i, (label, y) in enumerate(curves.items()):
         # curves may coincide (a model on its oracle): vary line style and marker so each stays visible
         ax.plot(x, y, marker="osD^v"[i % 5], ls=("-", "--", ":", "-.")[i % 4], label=label)
     ax.set_yscale("log")
@@ -203,13 +201,10 @@ def auroc_sweep_figure(values: Sequence[float], series: Mapping[str, Any], *, or
     xlabel, title : str
     """
     x = as_array(values, "values", ndim=1)
-    _nonempty(series, "series")
+    curves = series_arrays(x, series)
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
-    for i, (label, ys) in enumerate(series.items()):
-        y = as_array(ys, f"series[{label!r}]", ndim=1)
-        if y.shape != x.shape:
-            raise ValueError(f"series[{label!r}] must have {x.size} values (one per parameter), got {y.size}")
+    for i, (label, y) in enumerate(curves.items()):
         style = dict(color="k", ls="--", lw=2.0) if label == oracle else dict(color=f"C{i}", lw=1.3)
         ax.plot(x, y, marker="o", label=label, **style)
     ax.set_xscale("log")

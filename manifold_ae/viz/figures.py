@@ -54,6 +54,19 @@ def save_figure(fig: Figure, out_dir: Path | str, name: str, *, dpi: int = 110) 
     return f"figures/{name}.png"
 
 
+
+def series_arrays(x: np.ndarray, series: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{label: (k,) array}`` from ``series``, each checked to have the shape of ``x`` (k,)."""
+    if not isinstance(series, Mapping) or not series:
+        raise ValueError(f"series must be a non-empty mapping naming at least one curve, got {series!r}")
+    out = {}
+    for label, values in series.items():
+        out[label] = as_array(values, f"series[{label!r}]", ndim=1)
+        if out[label].shape != x.shape:
+            raise ValueError(f"series[{label!r}] must have shape {x.shape} like x ({x.size} values), got "
+                             f"{out[label].shape}")
+    return out
+
 def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = True,
               reference_slope: float | None = None, xlabel: str = "sigma", ylabel: str = "error",
               title: str = "", loglog: bool = True, hlines: Mapping[str, float] | None = None) -> Figure:
@@ -74,8 +87,7 @@ def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = 
         Horizontal reference lines (targets, floors).
     """
     xs = as_array(x, "x", ndim=1)
-    if not series:
-        raise ValueError("series must name at least one curve, got an empty mapping")
+    curves = series_arrays(xs, series)
     fitted = set(series) if fit is True else set() if fit is False else set(fit)
     unknown = fitted - set(series)
     if unknown:
@@ -83,10 +95,7 @@ def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = 
     fig = Figure(figsize=(5.2, 3.9), layout="constrained")
     ax = fig.add_subplot()
     guide_at: tuple[float, float] | None = None
-    for label, values in series.items():
-        ys = as_array(values, f"series[{label!r}]", ndim=1)
-        if ys.shape != xs.shape:
-            raise ValueError(f"series[{label!r}] must have shape {xs.shape} like x, got {ys.shape}")
+    for label, ys in curves.items():
         keep = np.isfinite(ys) & (ys > 0) & (xs > 0) if loglog else np.isfinite(ys)
         text = label
         if loglog and label in fitted and keep.sum() >= 2:
