@@ -1,0 +1,45 @@
+"""``benchmarks/gpu_checks.sh``, the prepared GPU command of issue 5, run end to end on a CPU (``SMOKE=1``)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MT_ROOT = ROOT.parent / "shared" / "data" / "magnetic-tile"
+
+
+@pytest.mark.skipif(not MT_ROOT.is_dir(), reason=f"Magnetic Tile data not found at {MT_ROOT}")
+def test_gpu_checks_script_smoke(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    env = os.environ | {"SMOKE": "1", "OUT": str(out), "RUNS": str(runs), "DATA": str(MT_ROOT),
+                        "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", "benchmarks/gpu_checks.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    # a device call returns at most 8 files: only the summaries stay in OUT, the run folders go to RUNS
+    assert files == ["compare.json", "image_cpu.json", "log.txt", "results.md"]
+    bench = json.loads((out / "image_cpu.json").read_text())
+    assert bench["size"] == 32 and bench["variants"]["eager_fp32"]["train_images_per_s"] > 0
+    record = json.loads((out / "compare.json").read_text())
+    assert list(record["methods"]) == ["selfsupervised", "ae", "dae", "pca"]
+    assert record["protocol"]["image_size"] == 32
+    for method, entry in record["methods"].items():
+        # the collecting run reuses the networks trained one by one before it
+        assert entry["training"].get("reused", method == "pca"), method
+        assert set(entry["metrics"]) == {"all", "blowhole", "crack"}
+        assert 0.0 <= entry["metrics"]["all"]["image_auroc"] <= 1.0
+    log = (out / "log.txt").read_text()
+    assert log.count("2/2 compare magnetic_tile_gpu") == 5 and log.rstrip().endswith("done")
+    assert (runs / "selfsupervised" / "checkpoint.pt").is_file()
+    # the recorded JSON alone rebuilds the benchmark page (how a CUDA result measured elsewhere is added)
+    doc = tmp_path / "bench.md"
+    subprocess.run([sys.executable, "benchmarks/bench_image.py", "--render-only", "--results-dir", str(out),
+                    "--doc", str(doc)], cwd=ROOT, check=True, capture_output=True)
+    page = doc.read_text()
+    assert "## cpu" in page and "eager_fp32" in page and "No CUDA run recorded yet" in page
