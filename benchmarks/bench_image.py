@@ -191,8 +191,9 @@ def render_markdown(results_dir: Path) -> str:
                       f"{g['best_train_images_per_s']:.0f} images/s ({'met' if g['train_met'] else 'not met'})."]
         lines.append("")
     if not any(json.loads(p.read_text())["device"] == "cuda" for p in files):
-        lines += ["No CUDA run recorded yet: run `python benchmarks/bench_image.py --device cuda` on a GPU machine.",
-                  ""]
+        lines += ["No CUDA run recorded yet: run `python benchmarks/bench_image.py --device cuda` on a GPU machine "
+                  "(`benchmarks/gpu_checks.sh` runs it together with the Magnetic Tile GPU comparison; "
+                  "docs/results.md).", ""]
     return "\n".join(lines)
 
 
