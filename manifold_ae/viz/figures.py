@@ -54,7 +54,6 @@ def save_figure(fig: Figure, out_dir: Path | str, name: str, *, dpi: int = 110) 
     return f"figures/{name}.png"
 
 
-
 def series_arrays(x: np.ndarray, series: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """``{label: (k,) array}`` from ``series``, each checked to have the shape of ``x`` (k,)."""
     if not isinstance(series, Mapping) or not series:
@@ -66,6 +65,7 @@ def series_arrays(x: np.ndarray, series: Mapping[str, Any]) -> dict[str, np.ndar
             raise ValueError(f"series[{label!r}] must have shape {x.shape} like x ({x.size} values), got "
                              f"{out[label].shape}")
     return out
+
 
 def rate_plot(x: Any, series: Mapping[str, Any], *, fit: bool | Sequence[str] = True,
               reference_slope: float | None = None, xlabel: str = "sigma", ylabel: str = "error",
