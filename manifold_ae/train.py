@@ -276,7 +276,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
             _set_rng_state(states[ctx.rank])
         else:  # a different number of processes: continue with fresh per-rank seeds derived from the step
             _seed_everything(tc.seed + 1_000_003 * (ctx.rank + 1) + step)
-    autocast = torch.bfloat16 if (tc.bf16 and device.type == "cuda") else None
+    autocast = torch.bfloat16 if (tc.bf16 if device.type == "cuda" else tc.cpu_bf16) else None
 
     # ---- master-only I/O
     if ctx.is_master:

@@ -243,3 +243,21 @@ def test_cuda_run_with_bf16_autocast_and_channels_last(data_root, tmp_path):
     state = load_checkpoint(tmp_path)
     assert state["step"] == 3 and len(state["rng"][0]["cuda"]) >= 1
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
+
+
+def test_cpu_bf16_autocasts_the_cpu_forward_pass_and_bf16_alone_does_not(data_root, tmp_path, monkeypatch):
+    dtypes = []
+    real = train_mod.train_step
+    monkeypatch.setattr(train_mod, "train_step", lambda *a, **k: dtypes.append(k["autocast_dtype"]) or real(*a, **k))
+    assert main(args(data_root, tmp_path / "cuda-only", "--train.steps=3", "--train.bf16=true")) == 0
+    assert dtypes == [None] * 3  # train.bf16 is the CUDA switch: a CPU run stays in float32
+    dtypes.clear()
+    assert main(args(data_root, tmp_path / "cpu", "--train.steps=3", "--train.cpu_bf16=true")) == 0
+    assert dtypes == [torch.bfloat16] * 3
+    # mixed precision follows the float32 run: same data, corruptions and initial weights, bf16 rounding only
+    losses = {}
+    for name in ("cuda-only", "cpu"):
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        losses[name] = [e["loss"] for e in log if "loss" in e]
+    assert losses["cpu"] != losses["cuda-only"]
+    assert losses["cpu"] == pytest.approx(losses["cuda-only"], rel=0.02)
