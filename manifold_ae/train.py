@@ -131,6 +131,16 @@ def build_objective(config: Config, model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
+def native_cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16 among the ``cpuinfo`` flags); None when
+    the file cannot be read (not Linux)."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with ``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it.
 
@@ -277,6 +287,10 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
         else:  # a different number of processes: continue with fresh per-rank seeds derived from the step
             _seed_everything(tc.seed + 1_000_003 * (ctx.rank + 1) + step)
     autocast = torch.bfloat16 if (tc.bf16 if device.type == "cuda" else tc.cpu_bf16) else None
+    if autocast is not None and device.type == "cpu" and ctx.is_master and native_cpu_bf16() is False:
+        print("manifold-ae train: warning: train.cpu_bf16 = true, but this CPU has no native bf16 (no avx512_bf16 "
+              "or amx_bf16 flag), so bf16 autocast is emulated and slower than float32; pass "
+              "--train.cpu_bf16=false", file=sys.stderr)
 
     # ---- master-only I/O
     if ctx.is_master:

@@ -261,3 +261,22 @@ def test_cpu_bf16_autocasts_the_cpu_forward_pass_and_bf16_alone_does_not(data_ro
         losses[name] = [e["loss"] for e in log if "loss" in e]
     assert losses["cpu"] != losses["cuda-only"]
     assert losses["cpu"] == pytest.approx(losses["cuda-only"], rel=0.02)
+
+
+def test_cpu_bf16_warns_on_a_cpu_without_native_bf16(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_mod, "native_cpu_bf16", lambda: False)
+    assert main(args(data_root, tmp_path / "a", "--train.steps=1", "--train.cpu_bf16=true")) == 0
+    assert "--train.cpu_bf16=false" in capsys.readouterr().err
+    assert main(args(data_root, tmp_path / "b", "--train.steps=1")) == 0  # float32: nothing to warn about
+    monkeypatch.setattr(train_mod, "native_cpu_bf16", lambda: True)
+    assert main(args(data_root, tmp_path / "c", "--train.steps=1", "--train.cpu_bf16=true")) == 0
+    assert "cpu_bf16" not in capsys.readouterr().err
+
+
+def test_native_cpu_bf16_reads_the_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    for flags, expected in [("fpu avx2 avx512f avx512_bf16 avx512_vnni", True), ("fpu avx2 amx_bf16 amx_tile", True),
+                            ("fpu avx2 avx512f avx512_vnni", False), ("fpu avx512_bf16x", False)]:
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+        assert train_mod.native_cpu_bf16(info) is expected, flags
+    assert train_mod.native_cpu_bf16(tmp_path / "missing") is None
