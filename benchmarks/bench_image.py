@@ -5,9 +5,9 @@ Measures, for each variant,
   * training throughput (images/s): one AdamW step on the squared reconstruction loss per batch
     (the corruption is data-side and not part of the model's cost).
 Variants: ``eager_fp32`` (the baseline), ``bf16`` (bf16 autocast, eager), ``channels_last_bf16``
-(channels_last + bf16 autocast, eager) and ``optimised`` (channels_last + bf16 autocast + ``torch.compile``; a compile failure is caught and reported,
-and the row then records the error instead of numbers; skipped by default with ``--quick`` on CPU, where
-inductor spends minutes compiling on 2 cores).
+(channels_last + bf16 autocast, eager) and ``optimised`` (channels_last + bf16 autocast + ``torch.compile``; a
+compile failure is caught and reported, and the row then records the error instead of numbers; skipped by default
+with ``--quick`` on CPU, where inductor spends minutes compiling on 2 cores).
 
     python benchmarks/bench_image.py --quick --threads 1     # CPU smoke run (under a minute)
     python benchmarks/bench_image.py --device cuda           # GPU: batch 32 inference and training
@@ -15,8 +15,9 @@ inductor spends minutes compiling on 2 cores).
     python benchmarks/bench_image.py --preset magnetic_tile --threads 1 --variants eager_fp32,bf16
                                             # a preset's own model, resolution and batch (CPU presets: cpu_bf16)
 
-Writes ``benchmarks/results/image_<device>[_<tag>].json`` (tag: ``--tag``, else the preset) and regenerates ``docs/benchmarks-image.md`` from every
-``image_*.json`` present. GPU goals (H200-class): inference <= 1 ms/image at batch 32, training >= 1500 img/s.
+Writes ``benchmarks/results/image_<device>[_<tag>].json`` (tag: ``--tag``, else the preset) and regenerates
+``docs/benchmarks-image.md`` from every ``image_*.json`` present. GPU goals (H200-class, 256^2): inference
+<= 1 ms/image at batch 32, training >= 1500 img/s.
 """
 from __future__ import annotations
 
@@ -170,8 +171,8 @@ def render_markdown(results_dir: Path) -> str:
              "update). Variants: `eager_fp32` (baseline), `bf16` (bf16 autocast), `channels_last_bf16` "
              "(channels_last + bf16 autocast), "
              "`optimised` (channels_last + bf16 autocast + `torch.compile`).", "",
-             f"GPU goals (H200-class): inference ≤ {GOALS['inference_ms_per_image']:g} ms/image at batch 32 and 256², "
-             f"training ≥ {GOALS['train_images_per_s']:g} images/s.", "",
+             f"GPU goals (H200-class): inference ≤ {GOALS['inference_ms_per_image']:g} ms/image at batch 32 and "
+             f"256², training ≥ {GOALS['train_images_per_s']:g} images/s.", "",
              "On a CPU shared with other jobs pass `--threads 1`: OpenMP threads spinning on busy cores made "
              "the same run 5–10× slower here. `--quick` skips `torch.compile` on CPU (inductor needs several "
              "minutes on 2 cores); `--compile on` forces it.", ""]

@@ -104,6 +104,16 @@ def teardown_distributed(ctx: Distributed) -> None:
         gc.collect()
 
 
+def native_cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16 among the ``cpuinfo`` flags); None when
+    the file cannot be read (not Linux)."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 # ----------------------------------------------------------------------------------------------- objective
 
 
@@ -129,16 +139,6 @@ def build_objective(config: Config, model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def native_cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
-    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16 among the ``cpuinfo`` flags); None when
-    the file cannot be read (not Linux)."""
-    try:
-        flags = Path(cpuinfo).read_text()
-    except OSError:
-        return None
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
