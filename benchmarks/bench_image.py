@@ -222,8 +222,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="results file image_<device>_<tag>.json (default: the preset's name, or none)")
     p.add_argument("--size", type=int, default=None, help="image side (default 256, or the preset's)")
     p.add_argument("--channels", type=int, default=None, help="image channels (default 3, or the preset's)")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--width", type=int, default=32, help="GatedUNet width (without --preset)")
+    p.add_argument("--depth", type=int, default=4, help="GatedUNet depth (without --preset)")
     p.add_argument("--batch", type=int, default=None, help="inference batch (default: 32 on CUDA, 4 on CPU)")
     p.add_argument("--train-batch", type=int, default=None, help="training batch (default: 32 CUDA, 4 CPU)")
     p.add_argument("--repeats", type=int, default=None, help="timed inference calls")
@@ -259,6 +259,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.size = args.size or args.config.data.image_size
         args.channels = args.channels or args.config.data.channels
         args.train_batch = args.train_batch or args.config.train.batch_size
+        args.width, args.depth = args.config.model.width, args.config.model.depth  # recorded, not overridable
     args.size = args.size or 256
     args.channels = args.channels or 3
     args.batch = args.batch or (32 if gpu else 2 if small else 4)
@@ -288,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(), "size": args.size, "quick": args.quick, "preset": args.preset,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/bench_image.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "model": {"width": args.config.model.width if args.config else args.width,
-                  "depth": args.config.model.depth if args.config else args.depth, "channels": args.channels,
+        "model": {"width": args.width, "depth": args.depth, "channels": args.channels,
                   "parameters": sum(p.numel() for p in probe.parameters()),
                   "gflops_per_image": _gflops(probe, args.size, args.channels)},
         "variants": {},

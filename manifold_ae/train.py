@@ -286,7 +286,8 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
             _set_rng_state(states[ctx.rank])
         else:  # a different number of processes: continue with fresh per-rank seeds derived from the step
             _seed_everything(tc.seed + 1_000_003 * (ctx.rank + 1) + step)
-    autocast = torch.bfloat16 if (tc.bf16 if device.type == "cuda" else tc.cpu_bf16) else None
+    use_bf16 = tc.bf16 if device.type == "cuda" else tc.cpu_bf16  # the CPU has its own switch
+    autocast = torch.bfloat16 if use_bf16 else None
     if autocast is not None and device.type == "cpu" and ctx.is_master and native_cpu_bf16() is False:
         print("manifold-ae train: warning: train.cpu_bf16 = true, but this CPU has no native bf16 (no avx512_bf16 "
               "or amx_bf16 flag), so bf16 autocast is emulated and slower than float32; pass "

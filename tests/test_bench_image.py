@@ -27,6 +27,7 @@ def test_preset_model_with_the_bf16_variant(tmp_path):
     # the preset's own network (skip_from, dilations), its channels and training batch
     assert r["model"]["parameters"] == sum(p.numel() for p in build_model(cfg.model, channels=1).parameters())
     assert r["model"]["channels"] == cfg.data.channels == 1 and r["size"] == 32 and r["preset"] == "magnetic_tile"
+    assert (r["model"]["width"], r["model"]["depth"]) == (cfg.model.width, cfg.model.depth) == (16, 4)
     assert r["variants"]["eager_fp32"]["train_batch"] == cfg.train.batch_size
     assert not r["variants"]["eager_fp32"]["bf16_autocast"] and r["variants"]["bf16"]["bf16_autocast"]
     assert not r["variants"]["bf16"]["channels_last"] and "speedup_train" in r["variants"]["bf16"]
