@@ -6,12 +6,14 @@ Every public entry point validates its arguments with these helpers so that bad 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "as_array", "check_points", "check_positive", "check_fraction", "check_int", "check_choice"]
+__all__ = ["as_tensor", "as_array", "check_points", "check_positive", "check_fraction", "check_int", "check_choice",
+           "as_hw"]
 
 
 def _describe(value: Any) -> str:
@@ -115,3 +117,14 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...] | list[str]) ->
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def as_hw(size: int | Sequence[int], name: str = "image_size") -> tuple[int, int]:
+    """Return ``size`` as (H, W): an int means a square, a pair is (height, width)."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        s = check_int(size, name, minimum=1)
+        return s, s
+    if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2:
+        return check_int(size[0], f"{name}[0] (height)", minimum=1), check_int(size[1], f"{name}[1] (width)",
+                                                                                minimum=1)
+    raise ValueError(f"{name} must be a positive int or a pair (height, width) of positive ints, got {size!r}")

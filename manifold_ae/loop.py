@@ -2,7 +2,7 @@
 
 An *objective* is an ``nn.Module`` that owns the model and whose ``forward(x)`` returns the scalar loss for a
 clean batch ``x`` (lucidrains style). ``train_step`` is the single step both ``fit`` (toys, in memory) and
-``manifold_ae.train`` (images, DataLoader/DDP/checkpoints) call.
+``manifold_ae.commands.train`` (images, DataLoader/DDP/checkpoints) call.
 """
 from __future__ import annotations
 

@@ -2,10 +2,39 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Check", "ClaimResult"]
+__all__ = ["Check", "ClaimResult", "worst", "worst_of"]
+
+
+def worst(values: Iterable[float], *, op: str) -> float:
+    """The value that decides a criterion ``op`` over many measurements: the largest for '<=', the smallest for
+    '>='; a NaN or infinite value anywhere is returned itself, so the criterion fails (``max([1e-12, nan])`` is
+    ``1e-12`` in Python, which is how a NaN used to slip through).
+    """
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("worst() needs at least one value")
+    for v in vals:
+        if not math.isfinite(v):
+            return v
+    if op == "<=":
+        return max(vals)
+    if op == ">=":
+        return min(vals)
+    raise ValueError(f"worst() takes op '<=' or '>=', got {op!r}")
+
+
+def worst_of(rows: Mapping[str, float], *, op: str) -> tuple[str, float]:
+    """``(key, value)`` of the row that decides ``op`` over ``rows`` (see ``worst``): a non-finite row first."""
+    if not rows:
+        raise ValueError("worst_of() needs at least one row")
+    value = worst(rows.values(), op=op)
+    key = next(k for k, v in rows.items() if float(v) == value or (math.isnan(value) and math.isnan(float(v))))
+    return key, value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +49,9 @@ class Check:
 
     @property
     def passed(self) -> bool:
+        """False whenever ``measured`` is NaN or infinite, whatever the criterion."""
+        if not math.isfinite(float(self.measured)):
+            return False
         if self.op == "<=":
             return self.measured <= self.target
         if self.op == ">=":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from manifold_ae.claims.base import Check, ClaimResult
+from manifold_ae.claims.base import Check, ClaimResult, worst_of
 from manifold_ae.manifolds import MANIFOLDS, Manifold, estimate_reach, make_manifold
 
 __all__ = ["run"]
@@ -144,9 +144,8 @@ def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
     checks: list[Check] = []
     for key, limit in THRESHOLDS.items():
         rows = {n: v[key] for n, v in table.items() if key in v}
-        worst = max(rows, key=rows.get)
-        checks.append(Check(f"{key} (max over {len(rows)} manifolds)", rows[worst], "<=", limit,
-                            note=f"worst: {worst}"))
+        name, value = worst_of(rows, op="<=")
+        checks.append(Check(f"{key} (max over {len(rows)} manifolds)", value, "<=", limit, note=f"worst: {name}"))
     figures = []
     try:
         figures.append(_figure(out_dir))

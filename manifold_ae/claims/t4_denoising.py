@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from manifold_ae.claims.base import Check, ClaimResult
-from manifold_ae.claims.t6_selfsupervised import rms
+from manifold_ae.toys.measures import rms
 from manifold_ae.loop import fit
 from manifold_ae.manifolds import Manifold, make_manifold
 from manifold_ae.models import MLPAutoencoder

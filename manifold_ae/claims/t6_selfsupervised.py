@@ -33,9 +33,10 @@ from manifold_ae.manifolds.subspace import Subspace
 from manifold_ae.models import MLPAutoencoder
 from manifold_ae.objectives import SelfSupervised
 from manifold_ae.theory.bayes import masked_gaussian_posterior_mean, masked_posterior_mean_quadrature
+from manifold_ae.toys.measures import rms
 from manifold_ae.theory.masked import masked_projection_pointcloud
 
-__all__ = ["ToyTask", "train_selfsupervised", "circle_task", "gaussian_task", "rms", "run"]
+__all__ = ["ToyTask", "train_selfsupervised", "circle_task", "gaussian_task", "run"]
 
 TITLE = "partial-corruption training learns E[x | x̂], the masked projection, not the full projection"
 
@@ -47,11 +48,6 @@ class ToyTask(NamedTuple):
     corruption: PartialCorruption
     model: MLPAutoencoder          # float32, eval mode
     history: list[float]           # training losses
-
-
-def rms(v: torch.Tensor) -> float:
-    """Root-mean-square norm ``sqrt(mean_b ‖v_b‖²)`` of a batch of vectors (B, n)."""
-    return float(v.pow(2).sum(-1).mean().sqrt())
 
 
 def train_selfsupervised(x: torch.Tensor, corruption: PartialCorruption, *, steps: int, seed: int,

@@ -22,7 +22,8 @@ import torch
 
 from manifold_ae.anomaly.metrics import auroc
 from manifold_ae.claims.base import Check, ClaimResult
-from manifold_ae.claims.t6_selfsupervised import circle_task, rms
+from manifold_ae.claims.t6_selfsupervised import circle_task
+from manifold_ae.toys.measures import rms
 from manifold_ae.corruptions.vector import PartialCorruption
 from manifold_ae.manifolds.base import Manifold, normalize
 from manifold_ae.manifolds.sphere import Sphere

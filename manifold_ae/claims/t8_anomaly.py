@@ -26,7 +26,7 @@ from manifold_ae.anomaly.scoring import vector_scores
 from manifold_ae.claims.base import Check, ClaimResult
 from manifold_ae.claims.t6_selfsupervised import NOISE_STD, circle_task
 from manifold_ae.corruptions.vector import PartialCorruption
-from manifold_ae.detectors import ProjectionDetector
+from manifold_ae.toys.detectors import ProjectionDetector
 from manifold_ae.loop import fit
 from manifold_ae.manifolds.base import Manifold
 from manifold_ae.models import MLPAutoencoder

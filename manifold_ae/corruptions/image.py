@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from manifold_ae.checks import check_fraction, check_int, check_positive
 from manifold_ae.corruptions.base import MaskedCorruption
-from manifold_ae.data.io import as_hw
-from manifold_ae.data.textures import perlin_noise, texture_bank
+from manifold_ae.checks import as_hw
+from manifold_ae.corruptions.textures import perlin_noise, texture_bank
 
 __all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "NoiseFill", "PatchFill",
            "TextureFill", "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption", "MASK_WEIGHTS",

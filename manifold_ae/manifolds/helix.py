@@ -14,7 +14,7 @@ from scipy.optimize import minimize_scalar
 
 from manifold_ae.checks import check_positive
 from manifold_ae.manifolds.base import Manifold
-from manifold_ae.projection import ParametricCurve, project_curve
+from manifold_ae.manifolds.projection import ParametricCurve, project_curve
 
 __all__ = ["Helix", "helix_reach"]
 
@@ -47,7 +47,7 @@ class Helix(Manifold):
 
     Unit-speed up to the constant c = √(a² + b²), so ``"area"`` (arc length) and ``"parameter"`` coincide.
     ``project`` returns the nearest point of the *segment*: beyond its ends that is an end point. The
-    projection is the certified grid + safeguarded-Newton search of ``manifold_ae.projection``.
+    projection is the certified grid + safeguarded-Newton search of ``manifold_ae.manifolds.projection``.
     """
 
     name = "helix"

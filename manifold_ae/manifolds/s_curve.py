@@ -17,7 +17,7 @@ import torch
 
 from manifold_ae.checks import check_positive
 from manifold_ae.manifolds.base import Manifold, normalize
-from manifold_ae.projection import ParametricCurve
+from manifold_ae.manifolds.projection import ParametricCurve
 
 __all__ = ["SCurve", "S_CURVE_REACH"]
 

@@ -2,7 +2,7 @@
 
 The surface is the product of the Archimedean spiral arc w(t) = (t cos t, t sin t) with an interval, so the
 nearest point is (nearest point on the spiral, height clamped to [0, height]). The spiral has no closed-form
-projection: it uses the certified search of ``manifold_ae.projection``.
+projection: it uses the certified search of ``manifold_ae.manifolds.projection``.
 
 Reach. Federer's infimum is attained between the inner end w(1.5π) and the point of the next turn at
 t = 10.87436 (3.4614π): τ = 3.1113458383 (the minimal curvature radius, at the inner end, is 4.618, and pairs
@@ -16,7 +16,7 @@ import torch
 
 from manifold_ae.checks import check_positive
 from manifold_ae.manifolds.base import Manifold
-from manifold_ae.projection import ParametricCurve, project_curve
+from manifold_ae.manifolds.projection import ParametricCurve, project_curve
 
 __all__ = ["SwissRoll", "SPIRAL_REACH", "spiral_arc_length"]
 

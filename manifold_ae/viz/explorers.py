@@ -31,7 +31,7 @@ from torch import nn
 from manifold_ae.anomaly.metrics import auroc, roc_curve
 from manifold_ae.checks import check_choice, check_int, check_positive
 from manifold_ae.claims.t5_contractive import off_manifold_profile, skewed_retraction, train_contractive
-from manifold_ae.claims.t6_selfsupervised import rms
+from manifold_ae.toys.measures import rms
 from manifold_ae.claims.t7_conservation import coordinate_auroc
 from manifold_ae.corruptions.vector import PartialCorruption, block_masks
 from manifold_ae.claims.t8_anomaly import off_manifold_task, residual_score
@@ -383,7 +383,7 @@ def image_explorer(pipeline: Any, images: torch.Tensor, *, masks: torch.Tensor |
 
     Parameters
     ----------
-    pipeline : manifold_ae.pipeline.Pipeline
+    pipeline : manifold_ae.images.pipeline.Pipeline
         Model plus the scoring path (residual map, Gaussian smoothing, image score).
     images : (N, C, H, W) tensor in [0, 1]
     masks : (N, 1, H, W) or (N, H, W) tensor, optional
@@ -451,7 +451,7 @@ def run_browser(run_dir: str | Path, *, eval_dir: str | Path | None = None, devi
     a defective image, and the class metrics ``image_auroc``, ``pixel_auroc_class``, ``aupro`` of metrics.json.
     ``arrays``: ``path`` (str) and ``image`` (C, H, W).
     """
-    from manifold_ae.pipeline import Pipeline, build_datasets
+    from manifold_ae.images.pipeline import Pipeline, build_datasets
 
     run_dir = Path(run_dir)
     eval_dir = run_dir / "eval" if eval_dir is None else Path(eval_dir)

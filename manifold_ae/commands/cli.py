@@ -2,7 +2,7 @@
 
     manifold-ae verify          numerical verification of the claims T1-T8 (docs/theory.md)
     manifold-ae make-synthetic  write the built-in synthetic image dataset (MVTec layout)
-    manifold-ae train           train the image model (also: torchrun -m manifold_ae.train)
+    manifold-ae train           train the image model (also: torchrun -m manifold_ae.commands.train)
     manifold-ae evaluate        checkpoint + dataset -> metrics, tables and overlays
     manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
     manifold-ae compare         self-supervised model vs plain AE, Gaussian DAE and PCA on one dataset
@@ -15,12 +15,12 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("manifold_ae.claims.runner", "verify the theory's claims numerically (T1-T8)"),
-    "make-synthetic": ("manifold_ae.data.synthetic", "write the built-in synthetic dataset"),
-    "train": ("manifold_ae.train", "train the image model on a dataset"),
-    "evaluate": ("manifold_ae.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
-    "predict": ("manifold_ae.predict", "score a folder of images with a checkpoint"),
-    "compare": ("manifold_ae.compare", "self-supervised model vs baselines (AE, DAE, PCA) on one dataset"),
-    "demo": ("manifold_ae.demo", "the main job: verify + quick image run on the built-in data"),
+    "make-synthetic": ("manifold_ae.images.data.synthetic", "write the built-in synthetic dataset"),
+    "train": ("manifold_ae.commands.train", "train the image model on a dataset"),
+    "evaluate": ("manifold_ae.commands.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
+    "predict": ("manifold_ae.commands.predict", "score a folder of images with a checkpoint"),
+    "compare": ("manifold_ae.commands.compare", "self-supervised model vs baselines (AE, DAE, PCA) on one dataset"),
+    "demo": ("manifold_ae.commands.demo", "the main job: verify + quick image run on the built-in data"),
 }
 
 

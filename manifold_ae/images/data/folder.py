@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from manifold_ae.checks import check_fraction, check_int
-from manifold_ae.data.io import ImageDataset, Sample, list_images, require_dir
+from manifold_ae.images.data.io import ImageDataset, Sample, list_images, require_dir
 
 __all__ = ["FolderDataset", "FolderSplits", "magnetic_tile_splits", "split_beside"]
 

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from manifold_ae.checks import check_choice, check_int
-from manifold_ae.data.textures import make_texture, perlin_noise
+from manifold_ae.corruptions.textures import make_texture, perlin_noise
 
 __all__ = ["SYNTHETIC_CATEGORIES", "DEFAULT_CATEGORIES", "DEFECTS", "synthetic_sample", "make_synthetic", "main"]
 

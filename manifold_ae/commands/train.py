@@ -3,13 +3,13 @@
 Single process (CPU or one GPU)::
 
     manifold-ae train --preset quick
-    python -m manifold_ae.train --preset magnetic_tile --train.steps=3000 --out runs/mt
+    python -m manifold_ae.commands.train --preset magnetic_tile --train.steps=3000 --out runs/mt
 
 Several processes, one per GPU (or CPU processes with gloo), on one or several nodes::
 
-    torchrun --standalone --nproc_per_node=4 -m manifold_ae.train --preset mvtec --data.category=bottle
+    torchrun --standalone --nproc_per_node=4 -m manifold_ae.commands.train --preset mvtec --data.category=bottle
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
-        -m manifold_ae.train --preset mvtec --data.category=bottle
+        -m manifold_ae.commands.train --preset mvtec --data.category=bottle
 
 A run directory holds ``config.toml``/``config.json``, ``log.jsonl`` and ``checkpoint.pt`` (model, optimizer,
 scheduler, every rank's RNG states, step, config; rewritten atomically every ``train.checkpoint_every`` steps
@@ -36,9 +36,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from manifold_ae.config import Config, load_config, parse_overrides, save_config
+from manifold_ae.images.config import Config, load_config, parse_overrides, save_config
 from manifold_ae.loop import check_finite, cosine_schedule, random_crop, train_step
-from manifold_ae.pipeline import (Pipeline, build_datasets, build_model, load_checkpoint, resolve_device,
+from manifold_ae.images.pipeline import (Pipeline, build_datasets, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
 from manifold_ae.files import atomic_write
 
@@ -209,7 +209,7 @@ def _resolve_config(preset: str | None, overrides: Sequence[str], *, resume: boo
             if name not in RESUMABLE_KEYS and value != old:
                 raise ValueError(f"--resume: cannot change {name} (checkpoint {path} has {old!r}, got {value!r}); "
                                  f"a resumed run may change only {sorted(RESUMABLE_KEYS)}")
-    from manifold_ae.config import apply_overrides
+    from manifold_ae.images.config import apply_overrides
 
     return _expand_out_dir(apply_overrides(stored, overrides)), state
 
@@ -240,7 +240,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
 
     # ---- data: the built-in data is written once (rank 0), everyone else waits at the barrier
     if dc.dataset == "synthetic" and ctx.is_master and not (Path(dc.root) / dc.category).is_dir():
-        from manifold_ae.data.synthetic import make_synthetic
+        from manifold_ae.images.data.synthetic import make_synthetic
         make_synthetic(dc.root, categories=[dc.category or "weave"])  # native 128 px, resized on loading
     if ctx.enabled:
         dist.barrier()
@@ -393,7 +393,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``manifold-ae train`` / ``python -m manifold_ae.train`` / ``torchrun ... -m manifold_ae.train``."""
+    """``manifold-ae train`` / ``python -m manifold_ae.commands.train`` / ``torchrun ... -m manifold_ae.commands.train``."""
     args, overrides = _parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if args.out is not None:
         overrides.append(f"--train.out_dir={args.out}")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from manifold_ae.checks import check_choice
-from manifold_ae.data.io import ImageDataset, Sample, list_images, require_dir
+from manifold_ae.images.data.io import ImageDataset, Sample, list_images, require_dir
 
 __all__ = ["CATEGORIES", "SPLITS", "MVTecAD", "mvtec_like", "index_mvtec"]
 

@@ -1,6 +1,6 @@
 """Reading images and masks, resizing them, and the item contract shared by every image dataset.
 
-Every dataset of ``manifold_ae.data`` yields dicts::
+Every dataset of ``manifold_ae.images.data`` yields dicts::
 
     {"image": (C, H, W) float32 in [0, 1], "mask": (1, H, W) float32 in {0, 1},
      "label": int (0 normal, 1 anomalous), "defect": str ("good" for normal), "path": str}
@@ -28,25 +28,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from manifold_ae.checks import check_choice, check_int
+from manifold_ae.checks import as_hw, check_choice, check_int
 
-__all__ = ["IMAGE_EXTENSIONS", "RESIZE_MODES", "Sample", "ImageDataset", "as_hw", "load_image", "load_mask",
+__all__ = ["IMAGE_EXTENSIONS", "RESIZE_MODES", "Sample", "ImageDataset", "load_image", "load_mask",
            "load_pair", "list_images", "require_dir"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RESIZE_MODES: tuple[str, ...] = ("stretch", "pad")
 PathLike = str | os.PathLike
-
-
-def as_hw(size: int | Sequence[int], name: str = "image_size") -> tuple[int, int]:
-    """Return ``size`` as (H, W): an int means a square, a pair is (height, width)."""
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        s = check_int(size, name, minimum=1)
-        return s, s
-    if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2:
-        return check_int(size[0], f"{name}[0] (height)", minimum=1), check_int(size[1], f"{name}[1] (width)",
-                                                                                minimum=1)
-    raise ValueError(f"{name} must be a positive int or a pair (height, width) of positive ints, got {size!r}")
 
 
 def require_dir(path: PathLike, what: str) -> Path:

@@ -1,7 +1,7 @@
 """Typed run configuration: frozen dataclasses, TOML presets and checked ``--key=value`` overrides.
 
 A :class:`Config` is composed of one frozen dataclass per concern (data, model, objective, corruption,
-training, scoring). It is built from a preset (``manifold_ae/presets/<name>.toml``, a ``.toml`` file or a
+training, scoring). It is built from a preset (``manifold_ae/images/presets/<name>.toml``, a ``.toml`` file or a
 saved ``config.json``) plus command-line overrides such as ``--train.lr=3e-4`` or ``--steps=200`` (a bare key
 is accepted when exactly one section has it). Every value is checked against its field's type; an unknown key
 is reported together with the closest known keys. The resolved config is written beside every run
@@ -451,7 +451,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
 
 
 def list_presets() -> list[str]:
-    """Names of the bundled presets (``manifold_ae/presets/*.toml``)."""
+    """Names of the bundled presets (``manifold_ae/images/presets/*.toml``)."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 

@@ -3,7 +3,7 @@
 ``load -> resize -> model -> residual map -> smoothing -> image score``: :class:`Pipeline` is used by
 ``evaluate`` (dataset -> metrics), ``predict`` (folder -> heat maps) and by ``train`` (thresholds from
 held-out normal training images), so training-time and deployment-time scores cannot drift apart.
-This module also builds the model and the data splits from a :class:`~manifold_ae.config.Config`, so
+This module also builds the model and the data splits from a :class:`~manifold_ae.images.config.Config`, so
 ``train`` and ``evaluate`` hold out exactly the same normal images.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
-from manifold_ae.config import Config, DataConfig, ModelConfig, ScoreConfig
+from manifold_ae.images.config import Config, DataConfig, ModelConfig, ScoreConfig
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "holdout_split", "build_datasets", "Scored", "ScoredSet", "Pipeline",
            "thresholds_from_normal", "load_checkpoint", "resolve_device"]
@@ -142,14 +142,14 @@ def _build_datasets(cfg: DataConfig) -> Splits:
               "cache": cfg.cache}
     keep = 1.0 - cfg.test_normal_fraction
     if cfg.dataset == "magnetic_tile":
-        from manifold_ae.data.folder import magnetic_tile_splits
+        from manifold_ae.images.data.folder import magnetic_tile_splits
 
         mt = magnetic_tile_splits(cfg.root, train_fraction=keep * (1 - cfg.holdout_fraction),
                                   val_fraction=keep * cfg.holdout_fraction, seed=cfg.split_seed, **common)
         return Splits(train=mt.train, holdout=mt.val, test=mt.test)
     if cfg.dataset == "folder":
         return _folder_splits(cfg, common)
-    from manifold_ae.data.mvtec import MVTecAD
+    from manifold_ae.images.data.mvtec import MVTecAD
 
     category = cfg.category or _only_category(cfg.root)
     any_category = cfg.dataset == "synthetic"
@@ -162,7 +162,7 @@ def _build_datasets(cfg: DataConfig) -> Splits:
 
 def _folder_splits(cfg: DataConfig, common: dict[str, Any]) -> Splits:
     """Seeded test / held-out / train split of the normal folder; anomalous folders go to the test set."""
-    from manifold_ae.data.folder import FolderDataset
+    from manifold_ae.images.data.folder import FolderDataset
 
     if not cfg.normal_dir:
         raise ValueError("data.normal_dir must name the folder of normal images (below data.root) for "
@@ -222,7 +222,7 @@ class Pipeline:
         Maps images (B, C, H, W) in [0, 1] to reconstructions of the same shape.
     image_size : int
         Images are resized to ``image_size`` x ``image_size`` on loading (``resize_mode``: ``stretch`` or
-        ``pad``, exactly as the datasets of ``manifold_ae.data`` do).
+        ``pad``, exactly as the datasets of ``manifold_ae.images.data`` do).
     channels : int
         1 (grayscale) or 3 (RGB); images are converted on loading.
     score : ScoreConfig
@@ -267,7 +267,7 @@ class Pipeline:
     # -------------------------------------------------------------------------------------------- input
     def load(self, paths: Sequence[str | Path]) -> torch.Tensor:
         """Read and resize image files: the same loader the datasets use. Returns (B, C, H, W) in [0, 1]."""
-        from manifold_ae.data.io import load_image
+        from manifold_ae.images.data.io import load_image
 
         images = [load_image(p, channels=self.channels, size=self.image_size, resize_mode=self.resize_mode)
                   for p in paths]

@@ -3,7 +3,7 @@
     manifold-ae predict runs/quick path/to/images --out runs/quick/predict
     manifold-ae predict runs/mt/checkpoint.pt ../shared/data/magnetic-tile/MT_Crack/Imgs --glob '*.jpg'
 
-Images go through :class:`~manifold_ae.pipeline.Pipeline`, the same path ``evaluate`` uses, so a file gets
+Images go through :class:`~manifold_ae.images.pipeline.Pipeline`, the same path ``evaluate`` uses, so a file gets
 the same score from both. ``anomalous`` uses the image threshold stored in the checkpoint at the end of
 training (a quantile of held-out normal training images); it is ``null`` for checkpoints without one.
 """
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from manifold_ae.pipeline import Pipeline
+from manifold_ae.images.pipeline import Pipeline
 from manifold_ae.files import atomic_write, write_json
 
 __all__ = ["main", "predict", "find_images", "heatmap_png"]
@@ -26,7 +26,7 @@ __all__ = ["main", "predict", "find_images", "heatmap_png"]
 
 def find_images(inputs: Sequence[str | Path], *, glob: str = "*") -> list[Path]:
     """Image files named in ``inputs``: files as given, folders searched (not recursively) with ``glob``."""
-    from manifold_ae.data.io import IMAGE_EXTENSIONS
+    from manifold_ae.images.data.io import IMAGE_EXTENSIONS
 
     found: list[Path] = []
     for item in inputs:

@@ -3,7 +3,7 @@
 The optimal *linear* autoencoder with a k-dimensional code is the orthogonal projection onto the affine span of
 the top-k principal directions of the training images (docs/theory.md, T2). :class:`PCAReconstruction` is that
 projection as a plain ``nn.Module`` mapping images (B, C, H, W) to reconstructions of the same shape, so it
-drops into :class:`~manifold_ae.pipeline.Pipeline`: the same loading, resizing, residual map, smoothing and
+drops into :class:`~manifold_ae.images.pipeline.Pipeline`: the same loading, resizing, residual map, smoothing and
 image score as every trained model. It is fitted with scikit-learn's ``PCA`` on the training images.
 
     pca = fit_pca(images, n_components=64, seed=0)             # images: (N, C, H, W) in [0, 1]

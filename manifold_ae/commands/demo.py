@@ -47,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_verify:
         verify_status = _verify(out / "verify", full=args.full)
 
-    from manifold_ae.data.synthetic import main as synthetic_main
-    from manifold_ae.evaluate import main as evaluate_main
-    from manifold_ae.train import main as train_main
+    from manifold_ae.images.data.synthetic import main as synthetic_main
+    from manifold_ae.commands.evaluate import main as evaluate_main
+    from manifold_ae.commands.train import main as train_main
 
     categories = ["weave", "wood", "brick"] if args.full else ["weave"]
     data = out / "data"

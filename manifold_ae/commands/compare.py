@@ -14,7 +14,7 @@ Methods, all on the preset's data, split, resolution and score settings:
 ========================  ==========================================================================
 
 The networks get the same global batch and number of steps (``train.steps``); PCA is fitted on the same
-training images. Every method is scored by the same :class:`~manifold_ae.pipeline.Pipeline` (residual map,
+training images. Every method is scored by the same :class:`~manifold_ae.images.pipeline.Pipeline` (residual map,
 Gaussian smoothing, image score) and the same metrics; thresholds come from the held-out normal training
 images only. A method whose run directory already holds a finished checkpoint of the same config is not
 trained again, so subsets of methods can be trained in parallel processes and collected afterwards.
@@ -36,9 +36,9 @@ from typing import Any, Sequence
 
 import torch
 
-from manifold_ae.config import Config, load_config
-from manifold_ae.evaluate import TABLE_COLUMNS, metrics_for, percent_cell, score_splits
-from manifold_ae.pipeline import Pipeline, build_datasets, load_checkpoint
+from manifold_ae.images.config import Config, load_config
+from manifold_ae.commands.evaluate import TABLE_COLUMNS, metrics_for, percent_cell, score_splits
+from manifold_ae.images.pipeline import Pipeline, build_datasets, load_checkpoint
 from manifold_ae.files import write_json, write_text
 
 __all__ = ["main", "compare", "method_config", "METHODS", "results_table"]
@@ -79,7 +79,7 @@ def _finished(config: Config) -> dict[str, Any] | None:
 
 def _train_network(config: Config, *, progress: bool) -> dict[str, Any]:
     """Train (or reuse) one network; returns its training summary."""
-    from manifold_ae.train import train
+    from manifold_ae.commands.train import train
 
     done = _finished(config)
     if done is not None:
@@ -95,7 +95,7 @@ def _train_network(config: Config, *, progress: bool) -> dict[str, Any]:
 
 def _pca(config: Config, splits: Any, *, out_dir: Path, n_components: int) -> tuple[Any, dict[str, Any]]:
     """Fit the PCA baseline on the training images (saved to ``out_dir/pca/pca.pt``)."""
-    from manifold_ae.baselines import fit_pca, pca_state
+    from manifold_ae.images.baselines import fit_pca, pca_state
 
     start = time.perf_counter()
     module = fit_pca(splits.train, n_components=n_components, seed=config.train.seed)
@@ -150,7 +150,7 @@ def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tup
                               "protocol": _protocol(config, n_components)}
     validation = None
     if splits.holdout is not None:  # options are chosen on this set, never on the test set
-        from manifold_ae.validation import validation_set
+        from manifold_ae.images.validation import validation_set
 
         validation = validation_set(splits.holdout, split_seed=dc.split_seed)
     for method in methods:
@@ -184,7 +184,7 @@ def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tup
         text = "## Test set\n\n" + results_table(record)
         if validation is not None:
             text += ("\n## Synthetic validation set (held-out normal images + synthetic defects, "
-                     "manifold_ae.validation; the only set options are chosen on)\n\n"
+                     "manifold_ae.images.validation; the only set options are chosen on)\n\n"
                      + results_table(record, key="validation"))
         write_text(out_dir / "results.md", text)
     return record

@@ -3,7 +3,7 @@
     manifold-ae evaluate runs/quick --out runs/quick/eval
     manifold-ae evaluate runs/mvtec-bottle runs/mvtec-cable ... --out reports/mvtec   # one model per category
 
-Protocol: images go through :class:`~manifold_ae.pipeline.Pipeline` (the same path ``predict`` uses);
+Protocol: images go through :class:`~manifold_ae.images.pipeline.Pipeline` (the same path ``predict`` uses);
 thresholds are the ``score.threshold_quantile`` of the *held-out normal training images* (the split stored
 in the checkpoint's config), never of the test set. Threshold-free metrics (AUROC, AUPRO, AP, F1-max) are
 reported beside the thresholded ones, overall and per defect class (each defect class against all good
@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import torch
 
 from manifold_ae.anomaly.metrics import image_metrics, pixel_metrics
-from manifold_ae.config import Config, apply_overrides, parse_overrides
+from manifold_ae.images.config import Config, apply_overrides, parse_overrides
 from manifold_ae.files import write_json, write_text
-from manifold_ae.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
+from manifold_ae.images.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
 
 __all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", "percent_cell", "EVALUATE_KEYS",
            "TABLE_COLUMNS"]
@@ -131,7 +131,7 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     Files: ``metrics.json`` (metrics per defect class, thresholds, protocol), ``scores.json`` (one score per
     test image, the format of ``predict``), ``results.md`` and ``overlays_<defect>.png``.
 
-    ``synthetic=True`` evaluates on the validation set of :mod:`manifold_ae.validation` instead: the held-out
+    ``synthetic=True`` evaluates on the validation set of :mod:`manifold_ae.images.validation` instead: the held-out
     normal training images with synthetic defects, for choosing options without the test set. No thresholds
     are set then (they would come from the same images).
     """
@@ -146,7 +146,7 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     pipe.score_config = config.score
     splits = build_datasets(config.data)
     if synthetic:
-        from manifold_ae.validation import validation_set
+        from manifold_ae.images.validation import validation_set
 
         test_set = validation_set(splits.holdout, split_seed=config.data.split_seed)
         scored, thresholds = pipe.score_dataset(test_set, progress=progress), None
@@ -171,7 +171,7 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
                            "thresholds": f"quantile {config.score.threshold_quantile} of held-out normal "
                                          f"training images (holdout_fraction = {config.data.holdout_fraction}, "
                                          f"split_seed = {config.data.split_seed}); nothing chosen on the test set",
-                           "test_set": "held-out normal images + synthetic defects (manifold_ae.validation)"
+                           "test_set": "held-out normal images + synthetic defects (manifold_ae.images.validation)"
                                        if synthetic else "the dataset's test split",
                            "objective": config.objective.name},
               "config": config.to_dict()}
