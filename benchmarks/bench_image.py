@@ -136,7 +136,7 @@ def _model(args: argparse.Namespace) -> torch.nn.Module:
     """The preset's network when ``--preset`` is given, else GatedUNet(channels, width, depth)."""
     if args.preset is None:
         return GatedUNet(args.channels, width=args.width, depth=args.depth)
-    from manifold_ae.pipeline import build_model
+    from manifold_ae.images.pipeline import build_model
     return build_model(args.config.model, channels=args.channels)
 
 
@@ -254,7 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     small = args.quick and not gpu
     args.config = None
     if args.preset is not None:
-        from manifold_ae.config import load_config
+        from manifold_ae.images.config import load_config
         args.config = load_config(args.preset)
         args.size = args.size or args.config.data.image_size
         args.channels = args.channels or args.config.data.channels

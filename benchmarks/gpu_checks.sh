@@ -41,12 +41,12 @@ $PY benchmarks/bench_image.py "${bench[@]}" --results-dir "$OUT" --doc "$RUNS/be
 
 for method in selfsupervised dae ae pca; do
   log "2/2 compare magnetic_tile_gpu: $method"
-  $PY -m manifold_ae.compare --preset magnetic_tile_gpu --out "$RUNS" --methods "$method" --device "$device" \
+  $PY -m manifold_ae.commands.compare --preset magnetic_tile_gpu --out "$RUNS" --methods "$method" --device "$device" \
     --no-progress --data.root="$DATA" "${train[@]}" 2>&1 | tee -a "$OUT/log.txt"
   cp "$RUNS/compare_$method.json" "$OUT/"
 done
 log "2/2 compare magnetic_tile_gpu: all methods (scoring only; the networks are trained)"
-$PY -m manifold_ae.compare --preset magnetic_tile_gpu --out "$RUNS" --device "$device" --no-progress \
+$PY -m manifold_ae.commands.compare --preset magnetic_tile_gpu --out "$RUNS" --device "$device" --no-progress \
   --data.root="$DATA" "${train[@]}" 2>&1 | tee -a "$OUT/log.txt"
 cp "$RUNS/results.md" "$RUNS/compare.json" "$OUT/"
 rm -f "$OUT"/compare_*.json

@@ -45,12 +45,12 @@ from IPython.display import Image, display
 
 from manifold_ae.anomaly.metrics import auroc, threshold_from_normal
 from manifold_ae.anomaly.scoring import residual_map, smooth
-from manifold_ae.config import ScoreConfig, load_config
+from manifold_ae.images.config import ScoreConfig, load_config
 from manifold_ae.corruptions.image import paper_corruption
-from manifold_ae.data.synthetic import SYNTHETIC_CATEGORIES, synthetic_sample
+from manifold_ae.images.data.synthetic import SYNTHETIC_CATEGORIES, synthetic_sample
 from manifold_ae.loop import fit
 from manifold_ae.objectives import SelfSupervised
-from manifold_ae.pipeline import Pipeline, build_model
+from manifold_ae.images.pipeline import Pipeline, build_model
 from manifold_ae.viz.explorers import image_explorer
 from manifold_ae.viz.overlays import overlay_grid
 

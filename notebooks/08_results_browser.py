@@ -42,10 +42,10 @@ from pathlib import Path
 from IPython.display import Image, Markdown, display
 
 from manifold_ae.anomaly.metrics import auroc
-from manifold_ae.config import load_config
-from manifold_ae.data.synthetic import make_synthetic
-from manifold_ae.evaluate import evaluate
-from manifold_ae.train import train
+from manifold_ae.images.config import load_config
+from manifold_ae.images.data.synthetic import make_synthetic
+from manifold_ae.commands.evaluate import evaluate
+from manifold_ae.commands.train import train
 from manifold_ae.viz.explorers import run_browser
 from manifold_ae.viz.figures import rate_plot
 

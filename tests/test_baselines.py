@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from manifold_ae.baselines import PCAReconstruction, fit_pca, load_pca_state, pca_state, stack_images
-from manifold_ae.config import ScoreConfig
-from manifold_ae.pipeline import Pipeline
+from manifold_ae.images.baselines import PCAReconstruction, fit_pca, load_pca_state, pca_state, stack_images
+from manifold_ae.images.config import ScoreConfig
+from manifold_ae.images.pipeline import Pipeline
 
 
 def low_rank_images(n: int, *, rank: int, shape=(1, 6, 5), noise: float = 0.0, seed: int = 0,

@@ -20,8 +20,8 @@ def test_preset_model_with_the_bf16_variant(tmp_path):
                  "--variants", "eager_fp32,bf16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads((tmp_path / "image_cpu_mt32.json").read_text())
-    from manifold_ae.config import load_config
-    from manifold_ae.pipeline import build_model
+    from manifold_ae.images.config import load_config
+    from manifold_ae.images.pipeline import build_model
 
     cfg = load_config("magnetic_tile")
     # the preset's own network (skip_from, dilations), its channels and training batch

@@ -9,10 +9,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from fakes import make_fake_mvtec
-from manifold_ae.baselines import load_pca_state
-from manifold_ae.compare import METHODS, main as compare_main, method_config, results_table
-from manifold_ae.config import load_config
-from manifold_ae.pipeline import Pipeline, build_datasets, normalize_intensity
+from manifold_ae.images.baselines import load_pca_state
+from manifold_ae.commands.compare import METHODS, main as compare_main, method_config, results_table
+from manifold_ae.images.config import load_config
+from manifold_ae.images.pipeline import Pipeline, build_datasets, normalize_intensity
 
 TINY = ["--data.dataset=synthetic", "--data.category=widget", "--data.image_size=32", "--model.width=4",
         "--model.depth=2", "--model.dilations=1,2", "--model.sdc_layers=1", "--train.batch_size=4",
@@ -57,7 +57,7 @@ def test_every_method_is_scored_and_the_table_is_written(run):
 
 def test_validation_metrics_come_from_held_out_images_with_synthetic_defects(run):
     # reference: the validation set rebuilt here, scored by the saved PCA, AUROC by scikit-learn
-    from manifold_ae.validation import validation_set
+    from manifold_ae.images.validation import validation_set
 
     config = load_config("quick", [a for a in run["args"] if a.startswith("--") and "=" in a
                                    and not a.startswith("--pca")])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manifold_ae.config import (Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, list_presets,
+from manifold_ae.images.config import (Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, list_presets,
                                 load_config, parse_overrides, save_config, to_toml)
 
 if sys.version_info >= (3, 11):

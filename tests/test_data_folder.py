@@ -7,9 +7,9 @@ import torch
 from fakes import fake_defect_box, fake_image, make_fake_folder
 from PIL import Image
 
-from manifold_ae.data import FolderDataset, magnetic_tile_splits
-from manifold_ae.data.folder import split_beside
-from manifold_ae.data.io import load_mask
+from manifold_ae.images.data import FolderDataset, magnetic_tile_splits
+from manifold_ae.images.data.folder import split_beside
+from manifold_ae.images.data.io import load_mask
 
 MT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic-tile"
 

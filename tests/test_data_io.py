@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from manifold_ae.data.io import as_hw, list_images, load_image, load_mask, load_pair
+from manifold_ae.checks import as_hw
+from manifold_ae.images.data.io import list_images, load_image, load_mask, load_pair
 
 
 def _write(arr: np.ndarray, path, mode=None):

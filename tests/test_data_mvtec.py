@@ -6,7 +6,7 @@ import pytest
 import torch
 from fakes import fake_defect_box, fake_image, make_fake_mvtec
 
-from manifold_ae.data import CATEGORIES, MVTecAD, mvtec_like
+from manifold_ae.images.data import CATEGORIES, MVTecAD, mvtec_like
 
 
 def test_categories_are_the_fifteen_published_names():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from manifold_ae.data import mvtec_like
-from manifold_ae.data.synthetic import SYNTHETIC_CATEGORIES, main, make_synthetic, synthetic_sample
+from manifold_ae.images.data import mvtec_like
+from manifold_ae.images.data.synthetic import SYNTHETIC_CATEGORIES, main, make_synthetic, synthetic_sample
 
 SMALL = dict(n_train=3, n_test_good=2, n_test_defect=4, image_size=48, seed=5)
 SMALL_SAMPLE = dict(image_size=48, seed=5)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fakes import make_fake_mvtec
-from manifold_ae.pipeline import load_checkpoint
-from manifold_ae.train import main
+from manifold_ae.images.pipeline import load_checkpoint
+from manifold_ae.commands.train import main
 
 pytestmark = pytest.mark.ddp
 
@@ -35,7 +35,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, objective, rtol):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "manifold_ae.train", *common, f"--out={tmp_path / 'ddp'}"]
+           "-m", "manifold_ae.commands.train", *common, f"--out={tmp_path / 'ddp'}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

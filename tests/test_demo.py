@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import manifold_ae.claims.runner as runner
-from manifold_ae.demo import main
+from manifold_ae.commands.demo import main
 
 TINY = ["--train.steps=3", "--train.batch_size=4", "--data.image_size=32", "--model.depth=2", "--model.width=4",
         "--model.dilations=1,2", "--train.device=cpu", "--no-progress"]

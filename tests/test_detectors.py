@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from manifold_ae.detectors import AutoencoderDetector, ProjectionDetector
+from manifold_ae.toys.detectors import AutoencoderDetector, ProjectionDetector
 from manifold_ae.manifolds import make_manifold
 
 

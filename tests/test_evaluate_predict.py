@@ -11,10 +11,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from fakes import make_fake_mvtec
-from manifold_ae.evaluate import main as evaluate_main
-from manifold_ae.pipeline import Pipeline, holdout_split, load_checkpoint
-from manifold_ae.predict import main as predict_main
-from manifold_ae.train import main as train_main
+from manifold_ae.commands.evaluate import main as evaluate_main
+from manifold_ae.images.pipeline import Pipeline, holdout_split, load_checkpoint
+from manifold_ae.commands.predict import main as predict_main
+from manifold_ae.commands.train import main as train_main
 
 TINY = ["--data.dataset=synthetic", "--data.category=widget", "--data.image_size=32", "--model.width=4",
         "--model.depth=2", "--model.dilations=1,2", "--model.sdc_layers=1", "--train.batch_size=4",
@@ -111,8 +111,8 @@ def test_predict_and_evaluate_reject_bad_input(run, tmp_path, capsys):
 def test_synthetic_defects_are_held_out_normals_with_exact_masks(run):
     import dataclasses
 
-    from manifold_ae.pipeline import build_datasets
-    from manifold_ae.validation import DEFECT_KINDS, SyntheticDefects
+    from manifold_ae.images.pipeline import build_datasets
+    from manifold_ae.images.validation import DEFECT_KINDS, SyntheticDefects
 
     config = Pipeline.from_checkpoint(run["run"], device="cpu").config
     config = config.replace(data=dataclasses.replace(config.data, root=str(run["root"])))
@@ -150,7 +150,7 @@ def test_evaluate_synthetic_scores_the_validation_set_not_the_test_set(run, tmp_
 
 
 def test_synthetic_validation_needs_held_out_images():
-    from manifold_ae.validation import SyntheticDefects, validation_corruption, validation_set
+    from manifold_ae.images.validation import SyntheticDefects, validation_corruption, validation_set
 
     with pytest.raises(ValueError, match="holdout_fraction"):
         validation_set(None, split_seed=0)

@@ -18,11 +18,11 @@ from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from manifold_ae.config import ScoreConfig, load_config
+from manifold_ae.images.config import ScoreConfig, load_config
 from manifold_ae.manifolds import make_manifold
 from manifold_ae.manifolds.subspace import Subspace
 from manifold_ae.models.unet import GatedUNet
-from manifold_ae.pipeline import Pipeline
+from manifold_ae.images.pipeline import Pipeline
 from manifold_ae.viz.explorers import (CONTRACTION_MAPS, ORACLE_SCORE, contraction_explorer, image_explorer,
                                        masked_projection_explorer, roc_explorer, run_browser, trained_contractive)
 
@@ -218,10 +218,10 @@ def test_image_explorer_pages_through_heat_maps():
 
 
 def test_run_browser_shows_what_evaluate_stored(tmp_path: Path):
-    from manifold_ae.data.synthetic import make_synthetic
-    from manifold_ae.evaluate import evaluate
-    from manifold_ae.pipeline import build_model
-    from manifold_ae.train import train
+    from manifold_ae.images.data.synthetic import make_synthetic
+    from manifold_ae.commands.evaluate import evaluate
+    from manifold_ae.images.pipeline import build_model
+    from manifold_ae.commands.train import train
 
     make_synthetic(tmp_path / "data", categories=["weave"], n_train=12, n_test_good=3, n_test_defect=4, image_size=32)
     config = load_config("quick", [f"--data.root={tmp_path / 'data'}", "--data.image_size=32", "--train.steps=3",

@@ -1,4 +1,4 @@
-"""T1: the certified numeric projection (manifold_ae.projection) against an independent brute force."""
+"""T1: the certified numeric projection (manifold_ae.manifolds.projection) against an independent brute force."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ from scipy.optimize import minimize_scalar
 
 from manifold_ae.manifolds import make_manifold
 from manifold_ae.manifolds.s_curve import PROFILE
-from manifold_ae.projection import project_curve
+from manifold_ae.manifolds.projection import project_curve
 
 
 def _brute_force(curve_np, t_min: float, t_max: float, y: np.ndarray, *, nodes: int = 40_001) -> tuple[np.ndarray, np.ndarray]:

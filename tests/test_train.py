@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import manifold_ae.train as train_mod
+import manifold_ae.commands.train as train_mod
 from fakes import make_fake_mvtec
-from manifold_ae.config import Config, load_config
-from manifold_ae.pipeline import load_checkpoint
-from manifold_ae.train import Distributed, main, save_checkpoint, train
+from manifold_ae.images.config import Config, load_config
+from manifold_ae.images.pipeline import load_checkpoint
+from manifold_ae.commands.train import Distributed, main, save_checkpoint, train
 
 TINY = ["--data.dataset=synthetic", "--data.category=widget", "--data.image_size=32", "--data.cache=true",
         "--model.width=4", "--model.depth=2", "--model.dilations=1,2", "--model.sdc_layers=1",
@@ -202,7 +202,7 @@ def test_crop_training_scores_whole_images(data_root, tmp_path, monkeypatch):
     assert shapes == [(4, 3, 16, 16)] * 2  # the training batches are 16 px windows of the 32 px images
     state = load_checkpoint(out)
     assert state["config"]["train"]["crop"] == 16 and state["step"] == 2
-    from manifold_ae.pipeline import Pipeline
+    from manifold_ae.images.pipeline import Pipeline
 
     pipe = Pipeline.from_checkpoint(out, device="cpu")
     scored = pipe(torch.rand(2, 3, 32, 32))  # the fully convolutional model scores whole 32 px images
