@@ -57,3 +57,42 @@ def test_unknown_claim_is_an_error(fake_claims, tmp_path):
         runner.main(["--only", "T9", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="unknown claim id"):
         runner.run_claims(["T9"], out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("op,target", [("<=", 1e-9), (">=", 0.9), ("in", (1.9, 2.1))])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_measurement_always_fails(op, target, bad):
+    assert not Check("x", bad, op, target).passed
+
+
+@pytest.mark.parametrize("rows", [{"circle": 1e-12, "helix": float("nan")}, {"helix": float("nan"), "circle": 1e-12}])
+def test_worst_of_lets_no_nan_through_in_either_order(rows):
+    from manifold_ae.claims.base import worst, worst_of
+    key, value = worst_of(rows, op="<=")
+    assert key == "helix" and value != value
+    assert not Check("max over manifolds", value, "<=", 1e-9).passed
+    assert worst([0.99, float("nan"), 0.5], op=">=") != worst([0.99, float("nan"), 0.5], op=">=")   # NaN
+    assert worst([0.99, 0.5], op=">=") == 0.5 and worst([0.99, 0.5], op="<=") == 0.99
+    with pytest.raises(ValueError, match="op"):
+        worst([1.0], op="==")
+
+
+def test_runner_fails_a_nan_producing_claim(monkeypatch, tmp_path, capsys):
+    """A claim whose aggregation meets a NaN fails, whichever manifold produced it."""
+    from manifold_ae.claims.base import worst_of
+
+    def nan_claim(*, fast, out_dir, seed):
+        rows = {"circle": 1e-12, "helix": float("nan"), "sphere": 1e-13}
+        name, value = worst_of(rows, op="<=")
+        return ClaimResult("X9", "nan | claim", [Check(f"error (worst: {name})", value, "<=", 1e-9)])
+
+    mod = types.ModuleType("fake_claim_nan")
+    mod.run = nan_claim
+    monkeypatch.setitem(sys.modules, "fake_claim_nan", mod)
+    monkeypatch.setattr(runner, "CLAIMS", {"X9": ("fake_claim_nan", "nan | claim")})
+    assert runner.main(["--out", str(tmp_path), "--no-progress"]) == 1
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["passed"] is False and data["claims"][0]["checks"][0]["passed"] is False
+    report = (tmp_path / "report.md").read_text()
+    assert "| X9 | nan \\| claim | FAIL |" in report, "a '|' in a title must not break the markdown table"
+    assert "worst: helix" in capsys.readouterr().out

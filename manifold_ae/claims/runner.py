@@ -73,18 +73,23 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _cell(text: object) -> str:
+    """Text for one markdown table cell: a '|' would end the cell, so it is escaped."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def render_markdown(results: list[ClaimResult], *, fast: bool, seed: int) -> str:
     """The human-readable report: a summary table, then each claim's checks and figures."""
     n_pass = sum(r.passed for r in results)
     lines = [f"# manifold-ae verify ({'fast' if fast else 'full'} run, seed {seed})", "",
              f"{n_pass} of {len(results)} claims passed.", "",
              "| claim | statement | verdict | seconds |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r.claim} | {r.title} | {'PASS' if r.passed else 'FAIL'} | {r.seconds:.1f} |" for r in results]
+    lines += [f"| {r.claim} | {_cell(r.title)} | {'PASS' if r.passed else 'FAIL'} | {r.seconds:.1f} |" for r in results]
     for r in results:
         lines += ["", f"## {r.claim}: {r.title}", "", "| check | measured | criterion | verdict | note |",
                   "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {c.name} | {_fmt(c.measured)} | {c.op} {_fmt(c.target)} | {'pass' if c.passed else 'FAIL'} "
-                  f"| {c.note.replace('|', '/')} |" for c in r.checks]
+        lines += [f"| {_cell(c.name)} | {_fmt(c.measured)} | {c.op} {_fmt(c.target)} | {'pass' if c.passed else 'FAIL'} "
+                  f"| {_cell(c.note)} |" for c in r.checks]
         if "traceback" in r.numbers:
             lines += ["", "```", str(r.numbers["traceback"]).rstrip(), "```"]
         lines += [f"\n![{r.claim}]({fig})" for fig in r.figures]
