@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from manifold_ae.files import OutputError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("manifold_ae.claims.runner", "verify the theory's claims numerically (T1-T8)"),
     "make-synthetic": ("manifold_ae.images.data.synthetic", "write the built-in synthetic dataset"),
@@ -42,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except OutputError as err:   # a read-only or full output folder: one line, not a traceback
+        print(f"manifold-ae {name}: error: {err.strerror}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.filename is None:   # not about a path: a real fault, keep its traceback
+            raise
+        print(f"manifold-ae {name}: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
