@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from manifold_ae.checks import as_hw
-from manifold_ae.images.data.io import list_images, load_image, load_mask, load_pair
+from manifold_ae.images.data.io import (EmptyMaskError, ImageDataset, Sample, binarise_mask, list_images, load_image,
+                                        load_mask, load_pair)
 
 
 def _write(arr: np.ndarray, path, mode=None):
@@ -81,6 +82,110 @@ def test_mask_binarised_at_128_and_nearest_resize(tmp_path):
     up = load_mask(_write(box, tmp_path / "b.png"), size=16)
     np.testing.assert_array_equal(up[0].numpy(), np.kron(box >= 128, np.ones((2, 2))))  # nearest ×2 reference
     assert set(np.unique(load_mask(tmp_path / "b.png", size=(5, 13)).numpy())) <= {0.0, 1.0}
+
+
+# a binary reference pattern (defect = True) written below in every mask encoding
+_REF = np.zeros((6, 9), dtype=bool)
+_REF[1:4, 2:7] = True
+_REF[5, 0] = True
+
+
+def _palette(ref: np.ndarray, colour: tuple[int, int, int]) -> Image.Image:
+    im = Image.fromarray(ref.astype(np.uint8), mode="L").convert("P")  # indices 0 / 1 ...
+    im.putpalette([0, 0, 0, *colour] + [0, 0, 0] * 254)  # ... shown black / colour
+    return im
+
+
+@pytest.mark.parametrize("encoding, name", [
+    (lambda r: Image.fromarray(r.astype(np.uint8)), "zero_one_8bit.png"),
+    (lambda r: Image.fromarray(r.astype(np.uint8) * 255), "zero_255.png"),
+    (lambda r: Image.fromarray(r.astype(np.uint8) * 37), "zero_37.png"),  # any nonzero value is defect
+    (lambda r: Image.fromarray(r), "bool.png"),  # mode "1"
+    (lambda r: Image.fromarray(r), "bool.tif"),
+    (lambda r: _palette(r, (255, 0, 0)), "palette_red.png"),
+    (lambda r: _palette(r, (60, 0, 0)), "palette_dark.png"),  # luma 18 of 255: below the old 128 rule
+    (lambda r: Image.fromarray(r.astype(np.uint16)), "zero_one_16bit.png"),  # "I;16"
+    (lambda r: Image.fromarray(r.astype(np.uint16) * 65535), "zero_65535.tif"),
+    (lambda r: Image.fromarray(r.astype(np.int32) * 70000), "int32.tif"),  # "I"
+    (lambda r: Image.fromarray(r.astype(np.float32)), "float.tif"),  # "F"
+    (lambda r: Image.fromarray(np.stack([r * 200, r * 0, r * 0], -1).astype(np.uint8)), "rgb_red.png"),
+    (lambda r: Image.fromarray(np.stack([r * 255] * 3 + [np.full(r.shape, 255)], -1).astype(np.uint8)),
+     "rgba_white.png"),
+    (lambda r: Image.fromarray(np.stack([r * 255, np.full(r.shape, 255)], -1).astype(np.uint8), mode="LA"),
+     "gray_alpha.png"),
+])
+def test_two_valued_masks_in_every_encoding(tmp_path, encoding, name):
+    im = encoding(_REF)
+    im.save(tmp_path / name)
+    with Image.open(tmp_path / name) as back:
+        mode = back.mode
+    m = load_mask(tmp_path / name)
+    assert m.shape == (1, 6, 9) and m.dtype == torch.float32, mode
+    np.testing.assert_array_equal(m[0].numpy(), _REF.astype(np.float32), err_msg=f"{name} read as mode {mode}")
+
+
+def test_more_valued_masks_threshold_at_half_their_full_scale(tmp_path):
+    ramp = np.arange(6 * 9).reshape(6, 9) * 5  # 0 .. 265: three or more values
+    soft8 = np.clip(ramp, 0, 255).astype(np.uint8)
+    Image.fromarray(soft8).save(tmp_path / "soft8.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "soft8.png")[0].numpy(), soft8 >= 128)
+    soft16 = (np.arange(6 * 9).reshape(6, 9) * 1200).astype(np.uint16)  # 0 .. 63600: scale 65535
+    Image.fromarray(soft16).save(tmp_path / "soft16.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "soft16.png")[0].numpy(), soft16 > 32767.5)
+    small16 = np.clip(ramp, 0, 255).astype(np.uint16)  # 16-bit file holding 8-bit values: scale 255
+    Image.fromarray(small16).save(tmp_path / "small16.tif")
+    np.testing.assert_array_equal(load_mask(tmp_path / "small16.tif")[0].numpy(), small16 >= 128)
+    noise = (np.arange(6 * 9).reshape(6, 9) % 4).astype(np.uint8)  # lossy background 0..3, no defect
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    assert float(load_mask(tmp_path / "noise.png").sum()) == 0.0
+    jpeg_like = np.where(_REF, 250, 0).astype(np.uint8) + (np.arange(6 * 9).reshape(6, 9) % 3).astype(np.uint8)
+    Image.fromarray(jpeg_like).save(tmp_path / "jpeg_like.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "jpeg_like.png")[0].numpy(), _REF)
+
+
+def test_binarise_mask_rules_on_arrays():
+    np.testing.assert_array_equal(binarise_mask(np.array([[0, 3], [3, 0]])), [[False, True], [True, False]])
+    np.testing.assert_array_equal(binarise_mask(np.full((2, 2), 9)), np.ones((2, 2), bool))  # constant nonzero
+    np.testing.assert_array_equal(binarise_mask(np.zeros((2, 2))), np.zeros((2, 2), bool))
+    np.testing.assert_array_equal(binarise_mask(np.array([[100, 200]])), [[False, True]])  # 8-bit scale: > 127.5
+    np.testing.assert_array_equal(binarise_mask(np.array([[0.2, 0.4, 0.9]])), [[False, False, True]])  # scale 1
+    np.testing.assert_array_equal(binarise_mask(np.array([[0.0, 1e10, 4e9]])), [[False, True, False]])  # above
+
+
+def test_empty_mask_of_an_anomalous_image_is_a_named_error(tmp_path):
+    image = _write(np.full((6, 9), 90, np.uint8), tmp_path / "dent.png")
+    mask = _write(np.zeros((6, 9), np.uint8), tmp_path / "dent_mask.png")
+    _, m = load_pair(image, mask, channels=1)  # a mask of zeros is fine for a normal image ...
+    assert float(m.sum()) == 0.0
+    with pytest.raises(EmptyMaskError, match=r"dent_mask\.png of the anomalous image .*dent\.png marks no defect "
+                                             r"pixel.*empty_masks='exclude' \(--data\.empty_masks=exclude\)"):
+        load_pair(image, mask, channels=1, anomalous=True)  # ... not for an anomalous one
+    ds = ImageDataset([Sample(image, None, 0, "good"), Sample(image, mask, 1, "dent")], image_size=8, channels=1)
+    assert float(ds[0]["mask"].sum()) == 0.0
+    with pytest.raises(EmptyMaskError, match=r"dent_mask\.png"):
+        ds[1]
+
+
+def test_drop_empty_masks_counts_and_reports(tmp_path):
+    image = _write(np.full((6, 9), 90, np.uint8), tmp_path / "x.png")
+    empty = _write(np.zeros((6, 9), np.uint8), tmp_path / "empty_mask.png")
+    full = _write(_REF.astype(np.uint8), tmp_path / "ok_mask.png")
+    broken = tmp_path / "broken_mask.png"
+    broken.write_bytes(full.read_bytes()[:20])
+    samples = [Sample(image, None, 0, "good"), Sample(image, empty, 1, "a"), Sample(image, full, 1, "b"),
+               Sample(image, broken, 1, "c")]
+    ds = ImageDataset(samples, image_size=(6, 9), channels=1)
+    with pytest.warns(UserWarning, match=r"left out 1 of 4 images: .*empty_mask\.png"):
+        dropped = ds.drop_empty_masks()
+    assert dropped == (samples[1],) and ds.excluded == (samples[1],)
+    assert ds.samples == (samples[0], samples[2], samples[3]) and ds.labels == [0, 1, 1]  # the unreadable one stays
+    np.testing.assert_array_equal(ds[1]["mask"][0].numpy(), _REF)
+    with pytest.raises(ValueError, match=r"cannot read mask file .*broken_mask\.png"):
+        ds[2]
+    assert ds.drop_empty_masks() == ()  # nothing more to leave out
+    only_empty = ImageDataset(samples[:2], image_size=(6, 9), channels=1)
+    with pytest.raises(ValueError, match=r"every one of the 1 anomalous images has an empty mask"):
+        only_empty.drop_empty_masks()
 
 
 def test_load_pair_without_mask_gives_zeros(tmp_path):

@@ -11,15 +11,30 @@ Resizing (``resize_mode``)
 ``"pad"``      letterbox: scale by ``min(H/h, W/w)`` keeping the aspect ratio, centre the result and pad the
                border with 0 (black image, normal mask).
 
-Masks are binarised at 128 of 255 (``value >= 128`` is defect), before resizing, so soft mask edges map to the
-nearer class; resizing a mask uses nearest-neighbour so it stays in {0, 1}.
+Masks (:func:`binarise_mask`)
+----------------------------
+A mask is read in its own encoding (bool "1", 8-bit "L", palette "P", 16-bit "I;16", 32-bit "I", float "F",
+RGB/RGBA; the value of a colour pixel is its largest colour channel, alpha is ignored) and binarised at file
+resolution, before resizing: a mask with two values {0, v} marks defect where it is nonzero (0/1, 0/255,
+0/65535, bool, black and red, ...); a mask with more values (soft or lossy edges) marks defect above half of
+its full scale, the smallest of 1, 255, 65535, 2**32 - 1 that holds its largest value (so an 8-bit mask
+keeps the rule ``value >= 128``). Resizing a mask uses nearest-neighbour so it stays in {0, 1}.
 
-Every failure raises ``ValueError`` naming the file or folder and what was expected; nothing is skipped.
+An anomalous image whose mask marks no pixel raises :class:`EmptyMaskError` when it is read, naming the mask
+and the option ``empty_masks="exclude"`` (``--data.empty_masks=exclude``) that leaves such images out, counted
+(:meth:`ImageDataset.drop_empty_masks`).
+
+Every failure raises ``ValueError`` naming the file or folder and what was expected; nothing is skipped. The
+indexers raise :func:`missing_mask` for a defect image without its mask; inside :func:`collect_problems` they
+record it and go on, so a dataset check can list every problem at once.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,12 +45,53 @@ from PIL import Image
 
 from manifold_ae.checks import as_hw, check_choice, check_int
 
-__all__ = ["IMAGE_EXTENSIONS", "RESIZE_MODES", "Sample", "ImageDataset", "load_image", "load_mask",
-           "load_pair", "list_images", "require_dir"]
+__all__ = ["IMAGE_EXTENSIONS", "RESIZE_MODES", "Sample", "ImageDataset", "EmptyMaskError", "load_image",
+           "load_mask", "load_pair", "binarise_mask", "list_images", "require_dir", "collect_problems",
+           "report_problem", "missing_mask", "item_problems"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RESIZE_MODES: tuple[str, ...] = ("stretch", "pad")
+#: full scales a mask's values are read against: bool / 8-bit / 16-bit / 32-bit
+MASK_FULL_SCALES: tuple[int, ...] = (1, 255, 65535, 2**32 - 1)
 PathLike = str | os.PathLike
+
+_PROBLEMS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("manifold_ae_data_problems",
+                                                                              default=None)
+
+
+class EmptyMaskError(ValueError):
+    """An anomalous image whose mask marks no defect pixel."""
+
+
+@contextlib.contextmanager
+def collect_problems() -> Iterator[list[str]]:
+    """Within this block, :func:`report_problem` records its message in the yielded list instead of raising.
+
+    The indexers (MVTec, folder datasets) report a defect image without its mask this way and leave the image
+    out, so a dataset check can list every such problem in one run; outside the block they raise at the first.
+    """
+    problems: list[str] = []
+    token = _PROBLEMS.set(problems)
+    try:
+        yield problems
+    finally:
+        _PROBLEMS.reset(token)
+
+
+def report_problem(message: str) -> None:
+    """Raise ``ValueError(message)``, or record it when called inside :func:`collect_problems`."""
+    problems = _PROBLEMS.get()
+    if problems is None:
+        raise ValueError(message)
+    problems.append(message)
+
+
+def missing_mask(image: PathLike, expected: PathLike, *, hint: str = "") -> None:
+    """Report (:func:`report_problem`) that the defect image ``image`` has no mask at ``expected``.
+
+    The caller leaves the image out when this returns (inside :func:`collect_problems`).
+    """
+    report_problem(f"defect image {image} has no mask; expected {expected}{f' ({hint})' if hint else ''}")
 
 
 def require_dir(path: PathLike, what: str) -> Path:
@@ -70,8 +126,8 @@ def list_images(folder: PathLike, *, what: str = "images") -> list[Path]:
     return files
 
 
-def _read(path: PathLike, what: str) -> np.ndarray:
-    """Decode the whole file into a float32 array (h, w, c) in [0, 1] with c = 1 (gray) or 3 (colour)."""
+def _decode(path: PathLike, what: str, values: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """Open the file, decode it whole and return ``values(image)``; every failure is a ValueError naming it."""
     p = Path(path)
     if not p.is_file():
         state = "is a folder" if p.is_dir() else "does not exist"
@@ -79,19 +135,58 @@ def _read(path: PathLike, what: str) -> np.ndarray:
     try:
         with Image.open(p) as im:
             im.load()  # full decode: truncated or corrupt files fail here, not later in a DataLoader worker
-            mode = im.mode
-            if mode.startswith("I;16") or mode in ("I", "F"):
-                scale = 1.0 if mode == "F" else 65535.0
-                arr = np.asarray(im, dtype=np.float32) / scale
-                arr = arr[..., None]
-            elif mode in ("1", "L", "LA", "La"):
-                arr = np.asarray(im.convert("L"), dtype=np.float32)[..., None] / 255.0
-            else:  # RGB, RGBA, P, CMYK, YCbCr, ...: alpha dropped
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return values(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read {what} {p}: {err}; expected a complete, readable image file "
                          f"({', '.join(IMAGE_EXTENSIONS)})") from err
+
+
+def _image_values(im: Image.Image) -> np.ndarray:
+    """A decoded image as a float32 array (h, w, c) in [0, 1] with c = 1 (gray) or 3 (colour)."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        scale = 1.0 if mode == "F" else 65535.0
+        arr = np.asarray(im, dtype=np.float32)[..., None] / scale
+    elif mode in ("1", "L", "LA", "La"):
+        arr = np.asarray(im.convert("L"), dtype=np.float32)[..., None] / 255.0
+    else:  # RGB, RGBA, P, CMYK, YCbCr, ...: alpha dropped
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     return np.clip(arr, 0.0, 1.0)
+
+
+def _mask_values(im: Image.Image) -> np.ndarray:
+    """A decoded mask's own values as a float64 array (h, w): colour pixels by their largest channel."""
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im, dtype=bool).astype(np.float64)
+    if mode.startswith("I;16") or mode in ("L", "I", "F"):
+        return np.asarray(im).astype(np.float64)
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel(0)).astype(np.float64)
+    return np.asarray(im.convert("RGB")).max(axis=-1).astype(np.float64)  # P, RGB, RGBA, ...: alpha ignored
+
+
+def _read(path: PathLike, what: str) -> np.ndarray:
+    """Decode the whole file into a float32 array (h, w, c) in [0, 1] with c = 1 (gray) or 3 (colour)."""
+    return _decode(path, what, _image_values)
+
+
+def binarise_mask(values: np.ndarray) -> np.ndarray:
+    """A mask's values (h, w) in its own encoding → (h, w) bool, True = defect.
+
+    Two values {0, v} (or a constant mask): defect where nonzero, whatever ``v`` is (0/1, 0/255, 0/65535,
+    bool). Otherwise (more values, e.g. soft or JPEG edges): defect where the value exceeds half of the mask's
+    full scale, the smallest of :data:`MASK_FULL_SCALES` (1, 255, 65535, 2**32 - 1) that holds its largest
+    value, or that value itself above them (float masks): an 8-bit soft mask is defect at ``value >= 128``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return np.zeros(v.shape, dtype=bool)
+    low, high = float(v.min()), float(v.max())
+    if low == high or (low == 0.0 and np.all((v == 0.0) | (v == high))):  # constant, or two values {0, v}
+        return v != 0.0
+    scale = next((s for s in MASK_FULL_SCALES if high <= s), high)
+    return v > scale / 2.0
 
 
 def _to_channels(arr: np.ndarray, channels: int) -> torch.Tensor:
@@ -151,20 +246,27 @@ def load_image(path: PathLike, *, channels: int = 3, size: int | Sequence[int] |
     return _fit(t, _size_arg(size), resize_mode, nearest=False)
 
 
-def _binarise(arr: np.ndarray) -> torch.Tensor:
-    """(h, w, c) array in [0, 1] → (1, h, w) float mask, defect where the gray value is >= 128/255."""
-    gray = _to_channels(arr, 1)  # (1, h, w)
-    return (gray * 255.0 >= 127.5).to(torch.float32)
+def _read_mask(path: PathLike) -> torch.Tensor:
+    """Decode a mask file into a float32 tensor (1, h, w) in {0, 1} at file resolution (:func:`binarise_mask`)."""
+    defect = binarise_mask(_decode(path, "mask file", _mask_values))  # (h, w)
+    return torch.from_numpy(defect.astype(np.float32))[None]
+
+
+def _empty_mask(mask_path: PathLike, image_path: PathLike) -> EmptyMaskError:
+    return EmptyMaskError(f"mask file {mask_path} of the anomalous image {image_path} marks no defect pixel "
+                          f"(every value is background); expected at least one defect pixel: fix the mask, or "
+                          f"leave such images out of the test set, counted, with empty_masks='exclude' "
+                          f"(--data.empty_masks=exclude)")
 
 
 def load_mask(path: PathLike, *, size: int | Sequence[int] | None = None,
               expected_size: Sequence[int] | None = None, resize_mode: str = "stretch") -> torch.Tensor:
-    """Read a ground-truth mask as a float32 tensor (1, H, W) in {0, 1} (defect where value >= 128).
+    """Read a ground-truth mask in any encoding as a float32 tensor (1, H, W) in {0, 1} (:func:`binarise_mask`).
 
     ``expected_size`` = (h, w) of the mask's image at file resolution: a mask of any other size is an error.
     """
     check_choice(resize_mode, "resize_mode", RESIZE_MODES)
-    m = _binarise(_read(path, "mask file"))
+    m = _read_mask(path)
     if expected_size is not None and tuple(m.shape[-2:]) != tuple(expected_size):
         h, w = m.shape[-2:]
         raise ValueError(f"mask file {path} is {h}x{w} (height x width); expected "
@@ -173,9 +275,12 @@ def load_mask(path: PathLike, *, size: int | Sequence[int] | None = None,
 
 
 def load_pair(image_path: PathLike, mask_path: PathLike | None, *, channels: int = 3,
-              size: int | Sequence[int] | None = None,
-              resize_mode: str = "stretch") -> tuple[torch.Tensor, torch.Tensor]:
+              size: int | Sequence[int] | None = None, resize_mode: str = "stretch",
+              anomalous: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Read an image and its mask (None = normal: all zeros), checking both have the same file size.
+
+    With ``anomalous=True`` the mask must mark at least one pixel at file resolution, else
+    :class:`EmptyMaskError`.
 
     Returns
     -------
@@ -189,11 +294,35 @@ def load_pair(image_path: PathLike, mask_path: PathLike | None, *, channels: int
     if mask_path is None:
         mask = torch.zeros((1,) + tuple(image.shape[-2:]), dtype=torch.float32)
     else:
-        mask = _binarise(_read(mask_path, "mask file"))
+        mask = _read_mask(mask_path)
         if mask.shape[-2:] != image.shape[-2:]:
             raise ValueError(f"mask file {mask_path} is {mask.shape[-2]}x{mask.shape[-1]} (height x width); "
                              f"expected {image.shape[-2]}x{image.shape[-1]}, the size of its image {image_path}")
+        if anomalous and not bool(mask.any()):
+            raise _empty_mask(mask_path, image_path)
     return _fit(image, target, resize_mode, nearest=False), _fit(mask, target, resize_mode, nearest=True)
+
+
+def _is_empty_mask(path: PathLike) -> bool:
+    """Whether the mask file marks no pixel; False when it cannot be read (reading its item reports that)."""
+    try:
+        return not bool(_read_mask(path).any())
+    except ValueError:
+        return False
+
+
+def item_problems(dataset: torch.utils.data.Dataset, *, what: str) -> list[str]:
+    """Read every item of ``dataset`` exactly as training and evaluation do; one message per failing item.
+
+    Each message is ``"<what>: <the item's ValueError>"`` (the error names the file and what was expected).
+    """
+    problems = []
+    for index in range(len(dataset)):  # type: ignore[arg-type]
+        try:
+            dataset[index]
+        except ValueError as err:
+            problems.append(f"{what}: {err}")
+    return problems
 
 
 class Sample(NamedTuple):
@@ -226,6 +355,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.resize_mode = check_choice(resize_mode, "resize_mode", RESIZE_MODES)
         self.cache = bool(cache)
         self._cache: dict[int, dict[str, Any]] = {}
+        self.excluded: tuple[Sample, ...] = ()  # left out by drop_empty_masks
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -248,11 +378,34 @@ class ImageDataset(torch.utils.data.Dataset):
             return dict(self._cache[index])
         s = self.samples[index]
         image, mask = load_pair(s.image, s.mask, channels=self.channels, size=self.image_size,
-                                resize_mode=self.resize_mode)
+                                resize_mode=self.resize_mode, anomalous=s.label == 1)
         item = {"image": image, "mask": mask, "label": s.label, "defect": s.defect, "path": str(s.image)}
         if self.cache:
             self._cache[index] = item
         return dict(item)
+
+    def drop_empty_masks(self) -> tuple[Sample, ...]:
+        """Leave out the anomalous samples whose mask marks no pixel (``empty_masks="exclude"``); return them.
+
+        They are added to ``excluded`` and counted in a warning. A mask that cannot be read stays in, so
+        reading its item reports it. Leaving out every anomalous sample is an error (:func:`report_problem`).
+        """
+        kept, dropped = [], []
+        for s in self.samples:
+            (dropped if s.label == 1 and s.mask is not None and _is_empty_mask(s.mask) else kept).append(s)
+        if not dropped:
+            return ()
+        if not any(s.label == 1 for s in kept) and any(s.label == 1 for s in self.samples):
+            report_problem(f"every one of the {len(dropped)} anomalous images has an empty mask (first: "
+                           f"{dropped[0].mask}); expected masks marking the defects (nothing left to evaluate "
+                           f"with empty_masks='exclude')")
+        self.samples = tuple(kept)
+        self._cache.clear()
+        self.excluded = self.excluded + tuple(dropped)
+        names = ", ".join(str(s.mask) for s in dropped[:3]) + (", ..." if len(dropped) > 3 else "")
+        warnings.warn(f"left out {len(dropped)} of {len(kept) + len(dropped)} images: anomalous images whose "
+                      f"masks mark no pixel (empty_masks='exclude'): {names}", stacklevel=2)
+        return tuple(dropped)
 
     def __repr__(self) -> str:
         n_bad = sum(self.labels)

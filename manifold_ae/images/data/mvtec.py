@@ -9,7 +9,8 @@ Layout, exactly as published (MVTec AD is never downloaded or shipped: point ``r
 
 The whole index is built and checked when the dataset is created: a missing category, split or ground-truth
 folder, an empty folder, a stray file and a defect image without its mask each raise ``ValueError`` naming
-the path and what was expected. Nothing is skipped.
+the path and what was expected. Nothing is skipped (inside ``data.io.collect_problems`` a defect image without
+its mask is recorded and left out instead, so that a dataset check lists every such image).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from manifold_ae.checks import check_choice
-from manifold_ae.images.data.io import ImageDataset, Sample, list_images, require_dir
+from manifold_ae.images.data.io import ImageDataset, Sample, list_images, missing_mask, require_dir
 
 __all__ = ["CATEGORIES", "SPLITS", "MVTecAD", "mvtec_like", "index_mvtec"]
 
@@ -68,7 +69,8 @@ def index_mvtec(root: PathLike, category: str, *, split: str = "train") -> list[
         for image in images:
             mask = gt_dir / f"{image.stem}_mask.png"
             if not mask.is_file():
-                raise ValueError(f"defect image {image} has no mask; expected {mask}")
+                missing_mask(image, mask, hint="MVTec layout: ground_truth/<defect>/<stem>_mask.png")
+                continue
             samples.append(Sample(image, mask, 1, defect))
     return samples
 
