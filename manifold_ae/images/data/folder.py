@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from manifold_ae.checks import check_fraction, check_int
-from manifold_ae.images.data.io import ImageDataset, Sample, list_images, require_dir
+from manifold_ae.images.data.io import ImageDataset, Sample, list_images, report_problem, require_dir
 
 __all__ = ["FolderDataset", "FolderSplits", "magnetic_tile_splits", "split_beside"]
 
@@ -121,9 +121,10 @@ class FolderDataset(ImageDataset):
                 bad, beside = split_beside(found, mask_suffix=mask_suffix, mask_ext=mask_ext)
                 for image in bad:
                     if image not in beside:
-                        raise ValueError(f"anomalous image {image} has no mask; expected "
-                                         f"{image.with_name(f'{image.stem}{mask_suffix}{mask_ext}')} beside it "
-                                         "(or pass mask_dir)")
+                        report_problem(f"anomalous image {image} has no mask; expected "
+                                       f"{image.with_name(f'{image.stem}{mask_suffix}{mask_ext}')} beside it "
+                                       "(or pass mask_dir)")
+                        continue
                     samples.append(Sample(image, beside[image], 1, defect))
             else:
                 mdir = require_dir(masks[defect] if isinstance(mask_dir, Mapping) else Path(mask_dir),
@@ -131,7 +132,8 @@ class FolderDataset(ImageDataset):
                 for image in found:
                     mask = mdir / f"{image.stem}{mask_suffix}{mask_ext}"
                     if not mask.is_file():
-                        raise ValueError(f"anomalous image {image} has no mask; expected {mask}")
+                        report_problem(f"anomalous image {image} has no mask; expected {mask}")
+                        continue
                     samples.append(Sample(image, mask, 1, defect))
         super().__init__(samples, image_size=image_size, channels=channels, resize_mode=resize_mode, cache=cache)
         self.normal_dir = normal
