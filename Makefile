@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast browser-deps clean
+.PHONY: venv demo test test-fast lab browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# JupyterLab opens the py:percent notebooks as notebooks on a double-click (jupytext's "Jupytext Notebook" as the
+# default viewer for Python files), through the settings overrides of the venv's JupyterLab.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): jupyter/overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp jupyter/overrides.json $@
+
+venv: $(STAMP) $(LAB_OVERRIDES)
+
+# The course: JupyterLab on notebooks/, where a double-click opens a notebook as a notebook.
+lab: $(STAMP) $(LAB_OVERRIDES)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
 
 demo: $(STAMP)
 	$(BIN)/manifold-ae demo
@@ -29,7 +40,7 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "note: could not install Debian's chromium; the browser test will be skipped"
 
-test: $(STAMP) browser-deps
+test: $(STAMP) $(LAB_OVERRIDES) browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

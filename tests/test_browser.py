@@ -8,6 +8,7 @@ paths and the measured gap ‖r* − π‖ change as T4 says (about ×4 when σ 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -64,29 +65,75 @@ def _status_idle(page, timeout_ms: int) -> None:
         " return s && /\\|\\s*Idle/.test(s.innerText); }", timeout=timeout_ms)
 
 
-def test_notebook3_sigma_slider_updates_figure_and_numbers(tmp_path: Path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium with `make browser-deps`")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    jupytext = pytest.importorskip("jupytext")
-    nb = jupytext.read(ROOT / "notebooks" / "03_dae_becomes_projection.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    jupytext.write(nb, tmp_path / "notebook3.ipynb", fmt="ipynb")
+@contextlib.contextmanager
+def _lab(root: Path, tmp_path: Path):
+    """A JupyterLab server on 127.0.0.1 serving ``root``; yields ``(base_url, token)`` and stops it afterwards.
+
+    The app directory (and so the settings overrides that ``make venv`` installs) is the venv's own; user settings and
+    workspaces go to ``tmp_path``, so the test sees what a fresh clone sees.
+    """
     port, token = _free_port(), "manifold-ae-browser-test"
     env = {**os.environ, "MANIFOLD_AE_FAST": "1", "OMP_NUM_THREADS": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     log = open(tmp_path / "jupyterlab.log", "wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    artifacts = ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_for_server(f"{base}/api/status?token={token}", proc)
+        yield base, token
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _browser(sync_api):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium with `make browser-deps`")
+    return sync_api.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+
+
+def test_double_click_opens_a_py_percent_notebook_as_a_notebook(tmp_path: Path):
+    """A fresh clone's notebooks/*.py open as notebooks (with a kernel) on a double-click, not in the text editor."""
+    overrides = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert overrides.is_file(), f"{overrides} is missing: `make venv` installs it from jupyter/overrides.json"
+    from playwright import sync_api
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    name = "01_manifolds_and_projection.py"
+    (root / name).write_text((ROOT / "notebooks" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with _lab(root, tmp_path) as (base, token), sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab?token={token}")
+            item = page.locator(".jp-DirListing-item", has_text=name)
+            item.wait_for(timeout=120_000)
+            item.dblclick()
+            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=120_000)
+            _status_idle(page, 120_000)
+            assert page.locator(".jp-NotebookPanel").count() >= 1
+            assert page.locator(".jp-FileEditor:visible").count() == 0, "opened in the text editor"
+            page.screenshot(path=str(artifacts / "browser_double_click_notebook1.png"), full_page=False)
+        finally:
+            browser.close()
+
+
+def test_notebook3_sigma_slider_updates_figure_and_numbers(tmp_path: Path):
+    from playwright import sync_api
+    import jupytext
+    nb = jupytext.read(ROOT / "notebooks" / "03_dae_becomes_projection.py")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    jupytext.write(nb, tmp_path / "notebook3.ipynb", fmt="ipynb")
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with _lab(tmp_path, tmp_path) as (base, token):
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = _browser(pw)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{base}/lab/tree/notebook3.ipynb?token={token}")
@@ -125,6 +172,3 @@ def test_notebook3_sigma_slider_updates_figure_and_numbers(tmp_path: Path):
         gap_after = float(GAP.search(after_text).group(1))
         assert 2.5 < gap_after / gap_before < 6.0, (gap_before, gap_after)   # T4: gap ~ σ², σ doubled
         assert after_paths != before_paths                                   # the arrows were redrawn
-    finally:
-        _stop(proc)
-        log.close()
