@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from manifold_ae.anomaly.scoring import (coordinate_residual, image_scores, residual_map, smooth,
-                                         vector_scores)
+from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth, vector_scores
 
 
 def test_residual_map_is_channel_mean_of_squared_difference_by_hand():
@@ -29,11 +28,9 @@ def test_residual_map_promotes_bf16_to_float32():
     assert torch.allclose(out, x.float().square().mean(1))
 
 
-def test_vector_residuals_by_hand():
+def test_vector_scores_by_hand():
     x = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
     x_hat = torch.tensor([[1.0, 0.0, 4.0], [3.0, 4.0, 0.0]], dtype=torch.float64)
-    assert torch.equal(coordinate_residual(x, x_hat), torch.tensor([[0.0, 4.0, 1.0], [9.0, 16.0, 0.0]],
-                                                                     dtype=torch.float64))
     assert torch.equal(vector_scores(x, x_hat), torch.tensor([5.0, 25.0], dtype=torch.float64))
 
 
@@ -72,11 +69,44 @@ def test_image_score_reductions_against_sorting():
     t = torch.from_numpy(maps)
     np.testing.assert_allclose(image_scores(t, reduction="max").numpy(), flat[:, 0], atol=0)
     np.testing.assert_allclose(image_scores(t, reduction="mean").numpy(), flat.mean(1), atol=1e-15)
-    np.testing.assert_allclose(image_scores(t, reduction="topk", k=7).numpy(), flat[:, :7].mean(1), atol=1e-15)
-    # fraction 0.1 of 30 pixels = 3 pixels; 0.01 rounds up to at least 1 pixel (= max)
-    np.testing.assert_allclose(image_scores(t, reduction="topk", k=0.1).numpy(), flat[:, :3].mean(1), atol=1e-15)
-    np.testing.assert_allclose(image_scores(t, reduction="topk", k=0.01).numpy(), flat[:, 0], atol=0)
-    np.testing.assert_allclose(image_scores(t, reduction="topk", k=1.0).numpy(), flat.mean(1), atol=1e-15)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", topk=7).numpy(), flat[:, :7].mean(1), atol=1e-15)
+    # a count of 1 is the max, a count of all 30 pixels the mean
+    np.testing.assert_allclose(image_scores(t, reduction="topk", topk=1).numpy(), flat[:, 0], atol=0)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", topk=30).numpy(), flat.mean(1), atol=1e-15)
+    # fraction 0.1 of 30 pixels = 3 pixels; 0.01 rounds up to at least 1 pixel (= max); 1.0 is every pixel
+    np.testing.assert_allclose(image_scores(t, reduction="topk", top_fraction=0.1).numpy(), flat[:, :3].mean(1),
+                               atol=1e-15)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", top_fraction=0.01).numpy(), flat[:, 0], atol=0)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", top_fraction=1.0).numpy(), flat.mean(1),
+                               atol=1e-15)
+    # 0.5 of 30 = 15 pixels exactly, 0.51 rounds up to 16
+    np.testing.assert_allclose(image_scores(t, reduction="topk", top_fraction=0.5).numpy(), flat[:, :15].mean(1),
+                               atol=1e-15)
+    np.testing.assert_allclose(image_scores(t, reduction="topk", top_fraction=0.51).numpy(), flat[:, :16].mean(1),
+                               atol=1e-15)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"topk": 17}, r"topk must be an int pixel count in \[1, H\*W = 16\], got 17"),
+    ({"topk": 0}, r"topk must be an int pixel count in \[1, H\*W = 16\], got 0"),
+    ({"topk": 1.0}, r"topk must be an int pixel count .* got 1\.0; for a fraction of the pixels pass top_fraction"),
+    ({"topk": True}, r"topk must be an int pixel count"),
+    ({"top_fraction": 1.5}, r"top_fraction must lie in \(0, 1\], got 1\.5"),
+    ({"top_fraction": 0.0}, r"top_fraction must lie in \(0, 1\], got 0\.0"),
+    ({"top_fraction": "5%"}, r"top_fraction must be a number in \(0, 1\], got '5%'"),
+    ({}, r"reduction 'topk' needs exactly one of topk .* or top_fraction .*, got topk=None, top_fraction=None"),
+    ({"topk": 3, "top_fraction": 0.1}, r"needs exactly one of topk"),
+])
+def test_topk_count_and_fraction_errors_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        image_scores(torch.zeros(1, 4, 4), reduction="topk", **kwargs)
+
+
+def test_count_and_fraction_are_refused_by_the_other_reductions():
+    for reduction in ("max", "mean"):
+        with pytest.raises(ValueError, match=rf"topk and top_fraction are for reduction 'topk' only, got reduction "
+                                             rf"'{reduction}' with topk=5"):
+            image_scores(torch.zeros(1, 4, 4), reduction=reduction, topk=5)
 
 
 def test_bad_inputs_raise_with_names():
@@ -94,9 +124,5 @@ def test_bad_inputs_raise_with_names():
         image_scores(torch.zeros(1, 4, 4), reduction="median")
     with pytest.raises(ValueError, match=r"maps must have shape \(B, H, W\)"):
         image_scores(torch.zeros(4, 4))
-    with pytest.raises(ValueError, match=r"k must be an int in \[1, H\*W = 16\]"):
-        image_scores(torch.zeros(1, 4, 4), reduction="topk", k=17)
-    with pytest.raises(ValueError, match=r"k as a fraction must lie in \(0, 1\]"):
-        image_scores(torch.zeros(1, 4, 4), reduction="topk", k=1.5)
     with pytest.raises(ValueError, match="x and x_hat must have the same shape"):
         vector_scores(torch.zeros(2, 3), torch.zeros(2, 4))

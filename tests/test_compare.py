@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from fakes import make_fake_mvtec
-from manifold_ae.images.baselines import load_pca_state
+from manifold_ae.images.baselines import PCAReconstruction
 from manifold_ae.commands.compare import METHODS, main as compare_main, method_config, results_table
 from manifold_ae.images.config import load_config
 from manifold_ae.images.pipeline import Pipeline, build_datasets, normalize_intensity
@@ -63,7 +63,8 @@ def test_validation_metrics_come_from_held_out_images_with_synthetic_defects(run
                                    and not a.startswith("--pca")])
     splits = build_datasets(config.data)
     val = validation_set(splits.holdout, split_seed=config.data.split_seed)
-    pca = load_pca_state(torch.load(run["out"] / "pca" / "pca.pt", weights_only=True))
+    state = torch.load(run["out"] / "pca" / "pca.pt", weights_only=True)
+    pca = PCAReconstruction(state["mean"], state["components"], shape=tuple(state["shape"]))
     pipe = Pipeline(pca, image_size=32, channels=3, score=config.score)
     scored = pipe.score_dataset(val)
     got = run["first"]["methods"]["pca"]["validation"]
@@ -93,7 +94,8 @@ def test_pca_row_matches_a_reference_computed_here(run):
     config = load_config("quick", [a for a in run["args"] if a.startswith("--") and "=" in a
                                    and not a.startswith("--pca")])
     splits = build_datasets(config.data)
-    pca = load_pca_state(torch.load(run["out"] / "pca" / "pca.pt", weights_only=True))
+    state = torch.load(run["out"] / "pca" / "pca.pt", weights_only=True)
+    pca = PCAReconstruction(state["mean"], state["components"], shape=tuple(state["shape"]))
     scores, labels = [], []
     for i in range(len(splits.test)):
         item = splits.test[i]

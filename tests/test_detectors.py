@@ -117,8 +117,7 @@ def test_autoencoder_detector_is_reproducible_and_leaves_global_rng_alone():
 
 @pytest.mark.parametrize("name, params", [("circle", {"radius": 2.0}), ("flat_torus", {"a": 1.0, "b": 0.7})])
 def test_projection_detector_with_a_library_manifold_scores_minus_normal_ray_distance(name, params):
-    manifolds = pytest.importorskip("manifold_ae.manifolds")
-    manifold = manifolds.make_manifold(name, ambient_dim=7, seed=3, **params)
+    manifold = make_manifold(name, ambient_dim=7, seed=3, **params)
     train, _ = manifold.sample(100, generator=torch.Generator().manual_seed(0))
     ray = manifold.sample_normal_ray(50, generator=torch.Generator().manual_seed(1))  # dist(x, M) = t exactly
     det = ProjectionDetector(manifold).fit(train.numpy())

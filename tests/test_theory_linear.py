@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manifold_ae.theory import (linear_contractive_optimum, linear_dae_optimum, linear_dae_risk, moment_matrix,
-                                pca_basis, pca_projector, principal_angles, shrinkage_eigenvalues)
+                                pca_basis, principal_angles, principal_components, shrinkage_eigenvalues)
 
 
 def _orthonormal(rng, n, d):
@@ -28,8 +28,30 @@ def test_pca_projector_matches_numpy_svd(centre):
     xc = x - x.mean(0) if centre else x
     _, _, vt = np.linalg.svd(xc, full_matrices=False)
     ref = vt[:2].T @ vt[:2]
-    got = pca_projector(torch.tensor(x), 2, centre=centre).numpy()
-    np.testing.assert_allclose(got, ref, atol=1e-10)
+    u, _ = pca_basis(torch.tensor(x), 2, centre=centre)
+    np.testing.assert_allclose((u @ u.T).numpy(), ref, atol=1e-10)
+
+
+def test_principal_components_with_more_features_than_samples_match_the_covariance_eigenpairs():
+    # n = 60 features, N = 12 samples (the image case): numpy's eigendecomposition of the n x n covariance
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((12, 60)) * np.linspace(2.0, 0.1, 60) + 0.7
+    pc = principal_components(torch.tensor(x), centre=True)
+    assert pc.mean.shape == (60,) and pc.basis.shape == (60, 12) and pc.eigenvalues.shape == (12,)
+    evals, evecs = np.linalg.eigh(np.cov(x.T, bias=True))
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    np.testing.assert_allclose(pc.mean.numpy(), x.mean(0), atol=1e-14)
+    np.testing.assert_allclose(pc.eigenvalues.numpy()[:11], evals[:11], rtol=1e-10)
+    assert abs(float(pc.eigenvalues[11])) < 1e-12  # centring leaves N - 1 = 11 directions
+    top = pc.basis[:, :5].numpy()
+    np.testing.assert_allclose(top @ top.T, evecs[:, :5] @ evecs[:, :5].T, atol=1e-10)
+    np.testing.assert_allclose(pc.basis.T @ pc.basis, np.eye(12), atol=1e-12)
+    none = principal_components(torch.tensor(x), 0)
+    assert none.basis.shape == (60, 0) and float(none.mean.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="rank"):
+        principal_components(torch.tensor(x), 13)
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., N, n\)"):
+        principal_components(torch.zeros(5))
 
 
 def test_pca_basis_is_batched_and_orders_eigenvalues():
@@ -157,11 +179,11 @@ def test_linear_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match=r"sigma must be a positive scalar or a positive vector of shape \(3,\)"):
         linear_dae_optimum(good, sigma=torch.tensor([0.1, 0.2]))
     with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 3\]"):
-        pca_projector(torch.randn(10, 3), 4)
+        pca_basis(torch.randn(10, 3), 4)
     with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., N, n\)"):
-        pca_projector(torch.randn(3), 1)
+        pca_basis(torch.randn(3), 1)
     with pytest.raises(ValueError, match=r"x contains 1 NaN"):
-        pca_projector(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), 1)
+        pca_basis(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), 1)
     with pytest.raises(ValueError, match=r"U and V must have shapes"):
         principal_angles(torch.randn(4, 2), torch.randn(5, 2))
     with pytest.raises(ValueError, match=r"eigenvalues must be >= 0"):

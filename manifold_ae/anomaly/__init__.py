@@ -11,7 +11,6 @@ from manifold_ae.anomaly.metrics import (
     threshold_from_normal,
 )
 from manifold_ae.anomaly.scoring import (
-    coordinate_residual,
     gaussian_kernel1d,
     image_scores,
     residual_map,
@@ -19,6 +18,6 @@ from manifold_ae.anomaly.scoring import (
     vector_scores,
 )
 
-__all__ = ["aupro", "auroc", "average_precision", "coordinate_residual", "f1_max", "gaussian_kernel1d",
+__all__ = ["aupro", "auroc", "average_precision", "f1_max", "gaussian_kernel1d",
            "image_metrics", "image_scores", "pixel_metrics", "pro_curve", "residual_map", "roc_curve", "smooth",
            "threshold_from_normal", "vector_scores"]

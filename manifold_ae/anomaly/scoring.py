@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from manifold_ae.checks import as_tensor, check_choice, check_positive
 
-__all__ = ["residual_map", "smooth", "gaussian_kernel1d", "image_scores", "coordinate_residual", "vector_scores",
-           "REDUCTIONS"]
+__all__ = ["residual_map", "smooth", "gaussian_kernel1d", "image_scores", "vector_scores", "REDUCTIONS"]
 
 REDUCTIONS = ("max", "topk", "mean")
 
@@ -45,12 +45,6 @@ def residual_map(x: Any, x_hat: Any) -> torch.Tensor:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     diff = x.float() - x_hat.float() if x.dtype in (torch.bfloat16, torch.float16) else x - x_hat
     return diff.square().mean(dim=1)  # (B, H, W)
-
-
-def coordinate_residual(x: Any, x_hat: Any) -> torch.Tensor:
-    """Per-coordinate squared residual ``(x - x_hat)^2`` of vectors (..., n) (localises the corrupted set, T7)."""
-    x, x_hat = _pair(x, x_hat)
-    return (x - x_hat).square()
 
 
 def vector_scores(x: Any, x_hat: Any) -> torch.Tensor:
@@ -115,7 +109,27 @@ def smooth(maps: Any, *, sigma: float, truncate: float = 4.0) -> torch.Tensor:
     return m.reshape(shape).to(maps.dtype)
 
 
-def image_scores(maps: Any, *, reduction: str = "max", k: int | float = 0.01) -> torch.Tensor:
+def _top_count(n: int, topk: Any, top_fraction: Any) -> int:
+    """How many of the ``n`` largest pixels the ``topk`` reduction averages: a count, or a fraction of ``n``."""
+    if (topk is None) == (top_fraction is None):
+        raise ValueError(f"reduction 'topk' needs exactly one of topk (a pixel count, int >= 1) or top_fraction "
+                         f"(a fraction of the H*W pixels in (0, 1]), got topk={topk!r}, top_fraction={top_fraction!r}")
+    if topk is not None:
+        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)):
+            raise ValueError(f"topk must be an int pixel count in [1, H*W = {n}], got {topk!r}; for a fraction of "
+                             "the pixels pass top_fraction")
+        if not 1 <= topk <= n:
+            raise ValueError(f"topk must be an int pixel count in [1, H*W = {n}], got {topk!r}")
+        return int(topk)
+    if isinstance(top_fraction, bool) or not isinstance(top_fraction, (int, float, np.integer, np.floating)):
+        raise ValueError(f"top_fraction must be a number in (0, 1], got {top_fraction!r}")
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must lie in (0, 1], got {top_fraction!r}")
+    return max(1, math.ceil(float(top_fraction) * n - 1e-9))
+
+
+def image_scores(maps: Any, *, reduction: str = "max", topk: int | None = None,
+                 top_fraction: float | None = None) -> torch.Tensor:
     """Reduce heat maps (B, H, W) to image scores (B,).
 
     Parameters
@@ -123,10 +137,13 @@ def image_scores(maps: Any, *, reduction: str = "max", k: int | float = 0.01) ->
     maps : (B, H, W) tensor or array
         Usually ``smooth(residual_map(x, x_hat), sigma=...)``.
     reduction : {"max", "topk", "mean"}
-        ``max`` (the paper's score), ``topk`` (mean of the k largest values), ``mean``.
-    k : int or float
-        For ``topk``: an int >= 1 is a pixel count, a float in (0, 1] a fraction of the H*W pixels
-        (at least one pixel).
+        ``max`` (the paper's score), ``topk`` (mean of the largest values), ``mean``.
+    topk : int, optional
+        For ``topk``: how many pixels, ``1 <= topk <= H*W`` (``topk=1`` is the max).
+    top_fraction : float, optional
+        For ``topk``: which fraction of the ``H*W`` pixels, in (0, 1], rounded up to at least one pixel
+        (``top_fraction=1.0`` is the mean). ``topk`` needs exactly one of the two; the other reductions take
+        neither.
 
     Returns
     -------
@@ -137,19 +154,10 @@ def image_scores(maps: Any, *, reduction: str = "max", k: int | float = 0.01) ->
     if maps.ndim != 3 or maps.shape[1] == 0 or maps.shape[2] == 0:
         raise ValueError(f"maps must have shape (B, H, W) with H, W >= 1, got {tuple(maps.shape)}")
     flat = maps.reshape(maps.shape[0], -1)  # (B, H * W)
-    if reduction == "max":
-        return flat.amax(dim=1)
-    if reduction == "mean":
-        return flat.mean(dim=1)
-    n = flat.shape[1]
-    if isinstance(k, bool) or not isinstance(k, (int, float)):
-        raise ValueError(f"k must be an int >= 1 or a float in (0, 1], got {k!r}")
-    if isinstance(k, float):
-        if not 0 < k <= 1:
-            raise ValueError(f"k as a fraction must lie in (0, 1], got {k!r}")
-        count = max(1, math.ceil(k * n - 1e-9))
-    else:
-        if not 1 <= k <= n:
-            raise ValueError(f"k must be an int in [1, H*W = {n}], got {k!r}")
-        count = k
+    if reduction != "topk":
+        if topk is not None or top_fraction is not None:
+            raise ValueError(f"topk and top_fraction are for reduction 'topk' only, got reduction {reduction!r} with "
+                             f"topk={topk!r}, top_fraction={top_fraction!r}")
+        return flat.amax(dim=1) if reduction == "max" else flat.mean(dim=1)
+    count = _top_count(flat.shape[1], topk, top_fraction)
     return flat.topk(count, dim=1).values.mean(dim=1)

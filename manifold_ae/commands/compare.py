@@ -98,7 +98,7 @@ def _pca(config: Config, splits: Any, *, out_dir: Path, n_components: int) -> tu
     from manifold_ae.images.baselines import fit_pca, pca_state
 
     start = time.perf_counter()
-    module = fit_pca(splits.train, n_components=n_components, seed=config.train.seed)
+    module = fit_pca(splits.train, n_components=n_components)
     seconds = time.perf_counter() - start
     run = out_dir / "pca"
     run.mkdir(parents=True, exist_ok=True)

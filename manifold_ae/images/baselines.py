@@ -4,9 +4,10 @@ The optimal *linear* autoencoder with a k-dimensional code is the orthogonal pro
 the top-k principal directions of the training images (docs/theory.md, T2). :class:`PCAReconstruction` is that
 projection as a plain ``nn.Module`` mapping images (B, C, H, W) to reconstructions of the same shape, so it
 drops into :class:`~manifold_ae.images.pipeline.Pipeline`: the same loading, resizing, residual map, smoothing and
-image score as every trained model. It is fitted with scikit-learn's ``PCA`` on the training images.
+image score as every trained model. It is fitted by the package's one PCA, ``theory.principal_components`` (an
+exact thin SVD of the centred training images, float64).
 
-    pca = fit_pca(images, n_components=64, seed=0)             # images: (N, C, H, W) in [0, 1]
+    pca = fit_pca(images, n_components=64)                     # images: (N, C, H, W) in [0, 1]
     pipe = Pipeline(pca, image_size=128, channels=1, score=ScoreConfig(sigma=3.0), resize_mode="pad")
     scored = pipe.score_dataset(test_set)
 """
@@ -20,8 +21,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from manifold_ae.checks import check_int
+from manifold_ae.theory.linear import principal_components
 
-__all__ = ["PCAReconstruction", "fit_pca", "stack_images", "pca_state", "load_pca_state"]
+__all__ = ["PCAReconstruction", "fit_pca", "stack_images", "pca_state"]
 
 
 class PCAReconstruction(nn.Module):
@@ -32,7 +34,7 @@ class PCAReconstruction(nn.Module):
     mean : (D,) tensor
         Mean of the flattened training images, ``D = C * H * W``.
     components : (k, D) tensor
-        Orthonormal principal directions (rows), as scikit-learn's ``PCA.components_``.
+        Orthonormal principal directions (rows).
     shape : (C, H, W)
         Image shape; inputs must be (B, C, H, W).
     """
@@ -86,9 +88,8 @@ def stack_images(dataset: Dataset | torch.Tensor) -> torch.Tensor:
     return torch.stack(images).float()  # (N, C, H, W)
 
 
-def fit_pca(images: Dataset | torch.Tensor, *, n_components: int = 64, seed: int = 0,
-            svd_solver: str = "auto") -> PCAReconstruction:
-    """Fit scikit-learn's ``PCA`` on training images and return the projection as a module.
+def fit_pca(images: Dataset | torch.Tensor, *, n_components: int = 64) -> PCAReconstruction:
+    """Fit the top-``n_components`` principal affine subspace of training images and return its projection.
 
     Parameters
     ----------
@@ -96,38 +97,25 @@ def fit_pca(images: Dataset | torch.Tensor, *, n_components: int = 64, seed: int
         Normal training images only.
     n_components : int
         k, the dimension of the principal subspace; at most ``min(N, D)``.
-    seed : int
-        ``random_state`` of the randomized SVD (used when scikit-learn picks it, e.g. for large D).
-    svd_solver : str
-        Passed to ``sklearn.decomposition.PCA``.
 
     Returns
     -------
     PCAReconstruction with ``mean`` (D,) and ``components`` (k, D); ``explained_variance_`` (k,) is kept as
-    an attribute for reports.
+    an attribute for reports: the covariance eigenvalues with the unbiased ``1/(N − 1)`` normalisation (0 for
+    ``N = 1``).
     """
-    from sklearn.decomposition import PCA
-
     x = stack_images(images)  # (N, C, H, W)
     n, d = x.shape[0], int(np.prod(x.shape[1:]))
     check_int(n_components, "n_components", minimum=1, maximum=min(n, d))
-    check_int(seed, "seed", minimum=0)
-    flat = x.reshape(n, d).double().numpy()  # (N, D)
-    pca = PCA(n_components=n_components, svd_solver=svd_solver, random_state=seed).fit(flat)
-    module = PCAReconstruction(torch.from_numpy(pca.mean_), torch.from_numpy(pca.components_),
-                               shape=tuple(x.shape[1:]))
-    module.explained_variance_ = torch.from_numpy(pca.explained_variance_).float()  # (k,)
+    pc = principal_components(x.reshape(n, d).double(), n_components, centre=True)  # T2, exact thin SVD
+    module = PCAReconstruction(pc.mean, pc.basis.T, shape=tuple(x.shape[1:]))
+    module.explained_variance_ = (pc.eigenvalues * (n / (n - 1) if n > 1 else 0.0)).float()  # (k,)
     return module
 
 
 def pca_state(module: PCAReconstruction) -> dict[str, Any]:
-    """A ``torch.save``-able record of a fitted PCA baseline (tensors and plain values only)."""
+    """A ``torch.save``-able record of a fitted PCA baseline (tensors and plain values only).
+
+    ``PCAReconstruction(state["mean"], state["components"], shape=tuple(state["shape"]))`` rebuilds the module.
+    """
     return {"mean": module.mean, "components": module.components, "shape": list(module.shape)}
-
-
-def load_pca_state(state: dict[str, Any]) -> PCAReconstruction:
-    """Inverse of :func:`pca_state`."""
-    missing = [k for k in ("mean", "components", "shape") if k not in state]
-    if missing:
-        raise ValueError(f"PCA state lacks the entries {missing}; expected a record written by pca_state")
-    return PCAReconstruction(state["mean"], state["components"], shape=tuple(state["shape"]))

@@ -286,8 +286,8 @@ class Pipeline:
         x_hat = self.model(x)  # (B, C, H, W)
         r = residual_map(x, x_hat)  # (B, H, W), T8
         heat = smooth(r, sigma=self.score_config.sigma)  # (B, H, W)
-        k = self.score_config.topk
-        s = image_scores(heat, reduction=self.score_config.reduction, k=k)  # (B,)
+        sc = self.score_config
+        s = image_scores(heat, reduction=sc.reduction, topk=sc.topk if sc.reduction == "topk" else None)  # (B,)
         return Scored(x.cpu(), x_hat.float().cpu(), r.float().cpu(), heat.float().cpu(), s.float().cpu())
 
     def score_dataset(self, dataset: Dataset, *, progress: bool = False) -> ScoredSet:

@@ -12,10 +12,10 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from manifold_ae.checks import as_tensor
+from manifold_ae.checks import as_tensor, check_int
 
-__all__ = ["jacobian", "ProjectionGap", "projection_gap", "jacobian_gap", "frobenius_sq", "idempotence_error",
-           "residual_normal_angle", "jacobian_asymmetry", "LogLogFit", "loglog_fit", "loglog_slope"]
+__all__ = ["jacobian", "ProjectionGap", "projection_gap", "jacobian_gap", "idempotence_error",
+           "residual_normal_angle", "LogLogFit", "loglog_fit", "loglog_slope"]
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,30 +28,50 @@ def _values(f: Map | torch.Tensor, x: torch.Tensor, name: str = "f") -> torch.Te
     return fx
 
 
-def jacobian(f: Map, x: Any) -> torch.Tensor:
-    """Batched Jacobian of a row-wise map ``f: (B, n) -> (B, n_out)`` at every row of ``x`` (torch.func).
+def jacobian(f: Map, x: Any, *, event_dims: int = 1,
+             return_output: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Jacobian of a sample-wise map at every sample of a batch (torch.func): the one Jacobian of the package.
 
-    Uses ``jacrev`` of ``Σ_b f(x)_b``: for a row-wise f (no batch statistics, e.g. BatchNorm in train mode) the
-    derivative of the sum w.r.t. row b is that row's Jacobian, so the cost is ``n_out`` backward passes for the
-    whole batch.
+    The last ``event_dims`` axes of ``x`` hold one sample (``(n,)`` for vectors, ``(C, H, W)`` for images with
+    ``event_dims=3``); the leading axes are flattened into one batch axis, ``f`` is called once on the batch
+    ``(B, *event)`` and must act on each sample alone (no batch statistics, e.g. BatchNorm in train mode). The
+    derivative of ``Σ_b f(x)_b`` with respect to sample b is then that sample's Jacobian, so ``jacrev`` of the sum
+    costs ``prod(out)`` batched backward passes for the whole batch. The result is differentiable with respect
+    to the parameters ``f`` closes over (``objectives`` trains the exact contractive penalty with it).
 
     Parameters
     ----------
     f : callable
-        Row-wise map, batched over a leading axis.
-    x : (..., n) tensor
+        Sample-wise map, batched over a leading axis: ``(B, *event) -> (B, *out)``.
+    x : (..., *event) tensor
+    event_dims : int
+        Number of trailing axes of ``x`` that form one sample, >= 1.
+    return_output : bool
+        Also return ``f(x)``, from the same forward pass.
 
     Returns
     -------
-    (..., n_out, n) tensor
+    J : (..., *out, *event) tensor
+        ``J[i] = d f(x)[i] / d x[i]`` for every leading index i.
+    fx : (..., *out) tensor
+        Only with ``return_output``.
     """
     x = as_tensor(x, name="x", dtype=None)
-    if x.ndim == 0:
-        raise ValueError("x must have shape (..., n), got a scalar")
-    flat = x.reshape(-1, x.shape[-1])  # (B, n)
-    jac = torch.func.jacrev(lambda v: f(v).sum(0))(flat)  # (n_out, B, n)
-    jac = jac.movedim(1, 0)  # (B, n_out, n)
-    return jac.reshape(x.shape[:-1] + jac.shape[1:])
+    event_dims = check_int(event_dims, "event_dims", minimum=1)
+    if x.ndim < event_dims:
+        raise ValueError(f"x must have at least event_dims = {event_dims} axes (..., *event), got shape "
+                         f"{tuple(x.shape)}")
+    lead, event = x.shape[:x.ndim - event_dims], x.shape[x.ndim - event_dims:]
+    flat = x.reshape((-1, *event))  # (B, *event)
+
+    def summed(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fv = f(v)  # (B, *out)
+        return fv.sum(0), fv
+
+    jac, fx = torch.func.jacrev(summed, has_aux=True)(flat)  # (*out, B, *event), (B, *out)
+    jac = jac.movedim(fx.ndim - 1, 0)  # (B, *out, *event)
+    jac = jac.reshape(lead + jac.shape[1:])
+    return (jac, fx.reshape(lead + fx.shape[1:])) if return_output else jac
 
 
 class ProjectionGap(NamedTuple):
@@ -88,7 +108,7 @@ def projection_gap(f: Map | torch.Tensor, x: Any, pi_x: Any) -> ProjectionGap:
 
 
 def jacobian_gap(J: Any, P_T: Any) -> torch.Tensor:
-    """``‖J − P_T‖_F`` (...): distance of a Jacobian to the tangent projector ``Dπ(p) = P_T(p)`` on M (T5).
+    """``‖J − P_T‖_F`` (...): distance of a Jacobian to the tangent projector ``Dπ(p) = P_T(p)`` on M (T1, T5).
 
     Parameters
     ----------
@@ -100,14 +120,6 @@ def jacobian_gap(J: Any, P_T: Any) -> torch.Tensor:
         raise ValueError(f"J and P_T must be (..., n, n) matrices of the same size, got {tuple(j.shape)} and "
                          f"{tuple(p.shape)}")
     return torch.linalg.matrix_norm(j - p)
-
-
-def frobenius_sq(J: Any) -> torch.Tensor:
-    """``‖J‖_F²`` (...). For a map fixing M pointwise it is ``>= d`` with equality iff ``J = P_T`` (T5)."""
-    j = as_tensor(J, name="J", dtype=None)
-    if j.ndim < 2:
-        raise ValueError(f"J must be a (..., n_out, n) matrix, got shape {tuple(j.shape)}")
-    return (j * j).sum((-1, -2))
 
 
 def idempotence_error(f: Map, x: Any) -> torch.Tensor:
@@ -145,22 +157,6 @@ def residual_normal_angle(x: Any, fx: Any, tangent_basis: Any) -> torch.Tensor:
     tangential = (q @ (q.transpose(-1, -2) @ r.unsqueeze(-1))).squeeze(-1)  # (..., n)
     return torch.atan2(torch.linalg.vector_norm(tangential, dim=-1),
                        torch.linalg.vector_norm(r - tangential, dim=-1))
-
-
-def jacobian_asymmetry(J: Any, *, relative: bool = True) -> torch.Tensor:
-    """``‖J − Jᵀ‖_F`` (divided by ``‖J‖_F`` when ``relative``) (...).
-
-    The Jacobian of a Bayes-optimal denoiser is a covariance / σ² (symmetric, T4) and that of π is symmetric
-    (T1); anisotropic noise or oblique retractions break the symmetry. 0 for ``J = 0``.
-    """
-    j = as_tensor(J, name="J", dtype=None)
-    if j.ndim < 2 or j.shape[-1] != j.shape[-2]:
-        raise ValueError(f"J must be a square (..., n, n) matrix, got shape {tuple(j.shape)}")
-    asym = torch.linalg.matrix_norm(j - j.transpose(-1, -2))
-    if not relative:
-        return asym
-    norm = torch.linalg.matrix_norm(j)
-    return torch.where(norm > 0, asym / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(norm))
 
 
 class LogLogFit(NamedTuple):

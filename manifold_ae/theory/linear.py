@@ -2,8 +2,8 @@
 
 * T2 (Baldi & Hornik 1989): a rank-``d`` linear AE trained with squared error reaches the PCA projector
   ``U_d U_dᵀ``. Which PCA depends on the model: a bias-free map ``W x`` sees the *second moment*
-  ``E[x xᵀ]``; an affine map ``W x + b`` sees the *covariance* and the mean. ``pca_projector`` computes either,
-  chosen by ``centre``; pass the same choice you made for the model.
+  ``E[x xᵀ]``; an affine map ``W x + b`` sees the *covariance* and the mean. ``principal_components`` (the one
+  PCA of the package) computes either, chosen by ``centre``; pass the same choice you made for the model.
 * T3: for a linear map ``W`` and noise ``ε ~ N(0, σ² I)``,
   ``E‖W(x + ε) − x‖² = E‖W x − x‖² + σ² ‖W‖_F²`` so the linear DAE and the linear reconstruction-contractive
   AE (penalty ``λ ‖W‖_F²`` with ``λ = σ²``) share the optimum ``W* = Σ (Σ + σ² I)⁻¹``, whose eigenvalues are
@@ -14,14 +14,14 @@ Subspaces are compared by their projectors or by principal angles, never by raw 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from manifold_ae.checks import as_tensor, check_int, check_positive
 
-__all__ = ["moment_matrix", "pca_basis", "pca_projector", "principal_angles", "linear_dae_optimum",
-           "linear_contractive_optimum", "linear_dae_risk", "shrinkage_eigenvalues"]
+__all__ = ["moment_matrix", "PrincipalComponents", "principal_components", "pca_basis", "principal_angles",
+           "linear_dae_optimum", "linear_contractive_optimum", "linear_dae_risk", "shrinkage_eigenvalues"]
 
 
 def _check_square(matrix: Any, name: str) -> torch.Tensor:
@@ -68,14 +68,58 @@ def moment_matrix(x: Any, *, centre: bool = False) -> tuple[torch.Tensor, torch.
     return xc.transpose(-1, -2) @ xc / x.shape[-2], mean
 
 
+class PrincipalComponents(NamedTuple):
+    """A principal subspace of a sample: ``mean`` (..., n), ``basis`` (..., n, r) with orthonormal columns,
+    ``eigenvalues`` (..., r) of the second moment or covariance (``1/N`` normalisation), in decreasing order."""
+
+    mean: torch.Tensor
+    basis: torch.Tensor
+    eigenvalues: torch.Tensor
+
+
+def principal_components(x: Any, rank: int | None = None, *, centre: bool = False) -> PrincipalComponents:
+    """Top-``rank`` principal directions of ``x`` from the thin SVD of the (centred) data matrix (T2).
+
+    The one PCA of the package: the T2 oracle, the toy ``ProjectionDetector`` and the image PCA baseline all
+    call it. The SVD of the ``N × n`` data matrix never forms the ``n × n`` moment matrix, so it serves images
+    (``n = C·H·W`` far above ``N``) as well as toy vectors. ``eigenvalues = s² / N`` for singular values ``s``.
+
+    Parameters
+    ----------
+    x : (..., N, n) tensor
+        ``N`` samples in R^n (leading dims are independent batches).
+    rank : int or None
+        Number of directions, ``0 <= rank <= min(N, n)``; None: all ``min(N, n)``.
+    centre : bool
+        ``False``: directions of the second moment ``E[x xᵀ]`` (the optimum of a bias-free linear AE) and a
+        zero ``mean``; ``True``: of the covariance (the optimum of a linear AE with biases, ``m + P (x − m)``).
+
+    Returns
+    -------
+    PrincipalComponents
+        ``mean`` (..., n), ``basis`` (..., n, rank), ``eigenvalues`` (..., rank).
+    """
+    x = as_tensor(x, name="x")
+    if x.ndim < 2 or x.shape[-2] < 1:
+        raise ValueError(f"x must have shape (..., N, n) with N >= 1 samples, got shape {tuple(x.shape)}")
+    num, n = x.shape[-2], x.shape[-1]
+    rank = min(num, n) if rank is None else check_int(rank, "rank", minimum=0, maximum=min(num, n))
+    mean = x.mean(dim=-2) if centre else torch.zeros_like(x[..., 0, :])  # (..., n)
+    _, s, vh = torch.linalg.svd(x - mean.unsqueeze(-2), full_matrices=False)  # s: (..., min(N, n)) descending
+    return PrincipalComponents(mean, vh[..., :rank, :].transpose(-1, -2), s[..., :rank] ** 2 / num)
+
+
 def pca_basis(x: Any, rank: int, *, centre: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``rank`` eigenvectors and eigenvalues of the second moment or covariance of ``x`` (T2).
+
+    The basis and eigenvalues of :func:`principal_components`; ``U Uᵀ`` is the PCA projector a rank-``d``
+    linear AE converges to (Baldi & Hornik).
 
     Parameters
     ----------
     x : (..., N, n) tensor
     rank : int
-        Number of principal directions, ``1 <= rank <= n``.
+        Number of principal directions, ``1 <= rank <= min(N, n)``.
     centre : bool
         ``False``: eigenvectors of ``E[x xᵀ]`` (the optimum of a bias-free linear AE);
         ``True``: of the covariance (the optimum of a linear AE with biases).
@@ -86,30 +130,9 @@ def pca_basis(x: Any, rank: int, *, centre: bool = False) -> tuple[torch.Tensor,
         Orthonormal columns, eigenvalues in decreasing order.
     eigenvalues : (..., rank) tensor
     """
-    sigma_mat, _ = moment_matrix(x, centre=centre)
-    n = sigma_mat.shape[-1]
-    rank = check_int(rank, "rank", minimum=1, maximum=n)
-    evals, evecs = torch.linalg.eigh(sigma_mat)  # ascending
-    return evecs[..., :, -rank:].flip(-1), evals[..., -rank:].flip(-1)
-
-
-def pca_projector(x: Any, rank: int, *, centre: bool = False) -> torch.Tensor:
-    """The PCA projector ``U_d U_dᵀ`` (T2, Baldi & Hornik): the product map a rank-``d`` linear AE converges to.
-
-    Parameters
-    ----------
-    x : (..., N, n) tensor
-    rank : int
-    centre : bool
-        See :func:`pca_basis`. With ``centre=True`` the optimal affine AE is ``m + P (x − m)``.
-
-    Returns
-    -------
-    P : (..., n, n) tensor
-        Symmetric idempotent projector of rank ``rank``.
-    """
-    u, _ = pca_basis(x, rank, centre=centre)
-    return u @ u.transpose(-1, -2)
+    _, basis, eigenvalues = principal_components(x, centre=centre)  # the thin SVD yields all min(N, n) anyway
+    rank = check_int(rank, "rank", minimum=1, maximum=eigenvalues.shape[-1])
+    return basis[..., :rank], eigenvalues[..., :rank]
 
 
 def principal_angles(U: Any, V: Any) -> torch.Tensor:

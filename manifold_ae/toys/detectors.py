@@ -21,6 +21,7 @@ from manifold_ae.corruptions.vector import GaussianFill, RandomSubsetMask
 from manifold_ae.loop import fit as fit_objective
 from manifold_ae.models.mlp import MLPAutoencoder
 from manifold_ae.objectives import Denoising, Reconstruction, ReconstructionContractive, SelfSupervised
+from manifold_ae.theory.linear import principal_components
 
 __all__ = ["AutoencoderDetector", "ProjectionDetector", "DETECTOR_OBJECTIVES"]
 
@@ -170,7 +171,6 @@ class AutoencoderDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
         return -((X - self._reconstruct(X)) ** 2).sum(axis=1)  # T8: minus the squared residual
 
 
-
 class ProjectionDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
     """The oracle detector: score ``-dist(x, M)`` with the exact nearest point on M (T1, T8).
 
@@ -178,8 +178,8 @@ class ProjectionDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
     ----------
     manifold : Manifold or None, default None
         Any object with ``ambient_dim`` and a batched ``distance(x: Tensor (..., n)) -> Tensor (...)``
-        (``manifold_ae.manifolds``). None: fit an affine subspace to the training data (PCA), whose
-        projection is exact as well.
+        (``manifold_ae.manifolds``). None: fit an affine subspace to the training data (PCA,
+        ``theory.principal_components``), whose projection is exact as well.
     n_components : int or float, default 0.9
         For ``manifold=None``: the subspace dimension, or, as a float in (0, 1), the smallest dimension
         explaining at least that fraction of the training variance.
@@ -215,18 +215,18 @@ class ProjectionDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
         return self
 
     def _fit_subspace(self, X: np.ndarray) -> None:
-        self.mean_ = X.mean(axis=0)
-        _, s, vt = np.linalg.svd(X - self.mean_, full_matrices=False)  # s: (r,), vt: (r, n)
+        pc = principal_components(torch.from_numpy(X), centre=True)  # all min(N, n) directions, T2
+        var = pc.eigenvalues.numpy()  # (r,) descending
         k = self.n_components
         if isinstance(k, float) and not isinstance(k, bool):
             k = check_fraction(k, "n_components", low_inclusive=False, high_inclusive=False)
-            var = s ** 2
             total = var.sum()
-            d = 0 if total == 0 else int(min(np.searchsorted(np.cumsum(var) / total, k) + 1, len(s)))
+            d = 0 if total == 0 else int(min(np.searchsorted(np.cumsum(var) / total, k) + 1, len(var)))
         else:
-            d = check_int(k, "n_components", minimum=0, maximum=len(s))
+            d = check_int(k, "n_components", minimum=0, maximum=len(var))
+        self.mean_ = pc.mean.numpy()
         self.n_components_ = d
-        self.components_ = vt[:d]  # (d, n) orthonormal rows
+        self.components_ = pc.basis[:, :d].T.numpy()  # (d, n) orthonormal rows
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         if self.manifold is not None:
