@@ -2,6 +2,7 @@
 
     manifold-ae verify          numerical verification of the claims T1-T8 (docs/theory.md)
     manifold-ae make-synthetic  write the built-in synthetic image dataset (MVTec layout)
+    manifold-ae check-data      read every image and mask of a config's datasets, listing every problem
     manifold-ae train           train the image model (also: torchrun -m manifold_ae.commands.train)
     manifold-ae evaluate        checkpoint + dataset -> metrics, tables and overlays
     manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
@@ -18,6 +19,7 @@ from manifold_ae.files import OutputError
 COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("manifold_ae.claims.runner", "verify the theory's claims numerically (T1-T8)"),
     "make-synthetic": ("manifold_ae.images.data.synthetic", "write the built-in synthetic dataset"),
+    "check-data": ("manifold_ae.commands.check_data", "read every image and mask of a config's datasets"),
     "train": ("manifold_ae.commands.train", "train the image model on a dataset"),
     "evaluate": ("manifold_ae.commands.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
     "predict": ("manifold_ae.commands.predict", "score a folder of images with a checkpoint"),

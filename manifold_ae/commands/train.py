@@ -38,7 +38,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from manifold_ae.images.config import Config, load_config, parse_overrides, save_config
 from manifold_ae.loop import check_finite, cosine_schedule, random_crop, train_step
-from manifold_ae.images.pipeline import (Pipeline, build_datasets, build_model, load_checkpoint, resolve_device,
+from manifold_ae.commands.check_data import checked_datasets
+from manifold_ae.images.pipeline import (Pipeline, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
 from manifold_ae.files import atomic_write
 
@@ -244,7 +245,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
         make_synthetic(dc.root, categories=[dc.category or "weave"])  # native 128 px, resized on loading
     if ctx.enabled:
         dist.barrier()
-    splits = build_datasets(dc)
+    splits = checked_datasets(dc)  # every image and mask read once: all problems listed before the first step
     if len(splits.train) < tc.batch_size:
         raise ValueError(f"train.batch_size = {tc.batch_size} exceeds the {len(splits.train)} normal training "
                          f"images of {dc.root!r}; lower the batch size")

@@ -49,6 +49,8 @@ class DataConfig:
     ``normalize``: ``none``, or ``gain``: every image, when loaded and before any corruption, is multiplied so
     that the mean of its non-zero pixels is ``normalize_target``, then clipped to [0, 1] (for illumination that
     varies from image to image; ``pipeline.normalize_intensity``).
+    ``empty_masks``: an anomalous test image whose mask marks no pixel is an ``error`` (default) or, with
+    ``exclude``, left out of the test set, counted (``data.io.ImageDataset.drop_empty_masks``; docs/own-data.md).
     """
 
     dataset: str = "synthetic"
@@ -69,10 +71,12 @@ class DataConfig:
     pin_memory: bool = True
     normalize: str = "none"
     normalize_target: float = 0.4
+    empty_masks: str = "error"
 
     def __post_init__(self) -> None:
         check_choice(self.dataset, "data.dataset", DATASETS)
         check_choice(self.normalize, "data.normalize", ("none", "gain"))
+        check_choice(self.empty_masks, "data.empty_masks", ("error", "exclude"))
         check_fraction(self.normalize_target, "data.normalize_target", low_inclusive=False)
         check_int(self.image_size, "data.image_size", minimum=16)
         check_choice(self.channels, "data.channels", (1, 3))

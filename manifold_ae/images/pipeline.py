@@ -126,8 +126,12 @@ def build_datasets(cfg: DataConfig) -> Splits:
     The held-out normal images (``cfg.holdout_fraction`` of the normal training images, seed
     ``cfg.split_seed``) are never trained on; ``evaluate`` uses them, and only them, to set thresholds.
     With ``cfg.normalize != "none"`` every image is normalised on loading (:func:`normalize_intensity`).
+    With ``cfg.empty_masks == "exclude"`` anomalous test images whose mask marks no pixel are left out, counted
+    in a warning and in ``test.excluded`` (``data.io.ImageDataset.drop_empty_masks``).
     """
     splits = _build_datasets(cfg)
+    if cfg.empty_masks == "exclude" and splits.test is not None:
+        splits.test.drop_empty_masks()
     if cfg.normalize == "none":
         return splits
 
