@@ -113,3 +113,21 @@ def test_empty_folder_stray_file_and_mask_size(tmp_path):
     ds = MVTecAD(root, "tile", split="test", image_size=16)
     with pytest.raises(ValueError, match=r"000_mask\.png is 8x8 .*expected 16x16, the size of its image"):
         ds[len(ds) - 1]
+
+
+def test_missing_masks_are_collected_inside_collect_problems(tmp_path):
+    from manifold_ae.images.data.io import collect_problems
+
+    root = make_fake_mvtec(tmp_path, category="pill", defects=("crack", "dent"), n_defect=3)
+    (root / "pill" / "ground_truth" / "crack" / "001_mask.png").unlink()
+    (root / "pill" / "ground_truth" / "dent" / "000_mask.png").unlink()
+    with collect_problems() as problems:
+        ds = MVTecAD(root, "pill", split="test")  # no error: both recorded, both images left out
+    assert len(problems) == 2
+    assert problems[0].startswith(f"defect image {root / 'pill/test/crack/001.png'} has no mask; expected "
+                                  f"{root / 'pill/ground_truth/crack/001_mask.png'}")
+    assert problems[1].startswith(f"defect image {root / 'pill/test/dent/000.png'} has no mask")
+    assert [s.image.name for s in ds.samples if s.label] == ["000.png", "002.png", "001.png", "002.png"]
+    assert ds.defects == ["good"] * 2 + ["crack"] * 2 + ["dent"] * 2
+    with pytest.raises(ValueError, match=r"crack/001\.png has no mask"):  # outside the block: the first raises
+        MVTecAD(root, "pill", split="test")

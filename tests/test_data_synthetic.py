@@ -118,3 +118,19 @@ def test_cli_main(tmp_path, capsys):
         main(["--out", str(tmp_path), "--categories", "carpet"])
     assert exc.value.code == 2
     assert "invalid choice: 'carpet'" in capsys.readouterr().err
+
+
+def test_written_dataset_passes_the_data_check(small_root):
+    """The check every training run makes first (decode every file, masks paired, of the image's size, non-empty
+    for each defect image) finds no problem in the written data."""
+    from manifold_ae.commands.check_data import check_data
+    from manifold_ae.images.config import load_config
+
+    for category in ("weave", "brick"):
+        cfg = load_config(None, [f"--data.root={small_root}", f"--data.category={category}",
+                                 "--data.image_size=48", "--model.depth=2"]).data
+        report = check_data(cfg)
+        assert report.ok, report.problems
+        # 3 normal training images: round(0.1 * 3) = 0, at least 1 held out; the test set is 2 good + 4 defect
+        assert [len(report.splits.train), len(report.splits.holdout)] == [2, 1]
+        assert report.splits.test.labels == [0, 0, 1, 1, 1, 1]
