@@ -1,13 +1,14 @@
 """The mutation check's own machinery (tests/tools/mutate.py): exact-once patterns, scratch copies, verdicts."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from manifold_ae.claims.runner import CLAIMS
 from tools.mutate import (MUTATIONS, REPO, Mutation, Outcome, PatternError, apply_mutation, exit_status,
-                          make_scratch, markdown_table, run_baseline, run_mutation)
+                          export_ref, make_scratch, markdown_table, run_baseline, run_mutation)
 
 ARITH = "def double(x):\n    return 2 * x\n"
 TESTS = ("from manifold_ae.arith import double\n\n\n"
@@ -80,6 +81,16 @@ def test_make_scratch_refuses_a_destination_inside_the_source(tmp_path):
             make_scratch(src, dest)
     with pytest.raises(ValueError, match="does not exist"):
         make_scratch(tmp_path / "nowhere", tmp_path / "scratch")
+
+
+def test_export_ref_extracts_the_committed_files_only(tmp_path):
+    commit = export_ref(REPO, "HEAD", tmp_path / "tree")
+    shown = subprocess.run(["git", "show", f"{commit}:pyproject.toml"], cwd=REPO, capture_output=True, check=True)
+    assert (tmp_path / "tree" / "pyproject.toml").read_bytes() == shown.stdout
+    assert (tmp_path / "tree" / "manifold_ae" / "__init__.py").is_file()
+    assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == ["manifold_ae", "pyproject.toml", "tests"]
+    with pytest.raises(ValueError, match="is not a commit"):
+        export_ref(REPO, "no-such-ref-anywhere", tmp_path / "other")
 
 
 def test_exit_status_and_table_count_each_verdict():

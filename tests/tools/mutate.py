@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import io
 import json
 import os
 import re
@@ -32,13 +33,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 __all__ = ["Mutation", "Outcome", "PatternError", "MUTATIONS", "apply_mutation", "make_scratch", "run_mutation",
-           "run_baseline", "markdown_table", "exit_status", "main"]
+           "run_baseline", "export_ref", "markdown_table", "exit_status", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 COPIED = ("manifold_ae", "tests", "pyproject.toml")
@@ -181,6 +183,26 @@ def make_scratch(source: Path, dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / name)
     return dest
+
+
+def export_ref(repo: Path, ref: str, dest: Path) -> str:
+    """Extract the committed ``manifold_ae/``, ``tests/``, ``pyproject.toml`` of ``ref`` into ``dest`` (``git
+    archive``: reads the repository, touches no working tree); returns the commit id."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=repo, capture_output=True,
+                            text=True)
+    if commit.returncode != 0:
+        raise ValueError(f"--ref {ref!r} is not a commit of {repo}: {commit.stderr.strip()}")
+    archive = subprocess.run(["git", "archive", "--format=tar", commit.stdout.strip(), "--", *COPIED], cwd=repo,
+                             capture_output=True)
+    if archive.returncode != 0:
+        raise ValueError(f"git archive of {ref!r} failed: {archive.stderr.decode(errors='replace').strip()}")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.12 (and recent 3.10/3.11 patch releases)
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
+    return commit.stdout.strip()
 
 
 def apply_mutation(root: Path, mutation: Mutation) -> None:
@@ -364,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the baseline run of the unmutated copy (then already failing tests count as catches)")
     parser.add_argument("--source", type=Path, default=REPO, help="the checkout to copy (default: this repository)")
+    parser.add_argument("--ref", default="",
+                        help="mutate the committed tree of this git ref (e.g. HEAD) instead of the working tree, so "
+                             "uncommitted edits in progress do not change the code under test between mutants")
     args = parser.parse_args(argv)
     try:
         selected = _select(args.only)
@@ -377,33 +402,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{m.id:<40} {m.kind:<34} {m.file}\n{'':<40} tests: {' '.join(m.tests)}{claims}")
         return 0
     started = time.perf_counter()
-    deselect: list[str] = []
-    skip_claims: list[str] = []
-    note = ""
-    if not args.no_baseline:
-        print(f"baseline: {len(selected)} mutations' tests and claims on the unmutated copy ...", file=sys.stderr,
-              flush=True)
-        deselect, skip_claims, note = run_baseline(selected, source=args.source, timeout=3 * args.timeout)
-        if deselect or skip_claims or note:
-            print(f"baseline failures (deselected): {deselect} claims {skip_claims} {note}", file=sys.stderr)
-    outcomes = []
-    for i, m in enumerate(selected, 1):
-        print(f"[{i}/{len(selected)}] {m.id} ...", end=" ", file=sys.stderr, flush=True)
-        o = run_mutation(m, source=args.source, timeout=args.timeout, deselect=deselect, skip_claims=skip_claims)
-        print(f"{o.status} {o.caught_by} ({o.seconds:.1f} s)", file=sys.stderr, flush=True)
-        outcomes.append(o)
+    with tempfile.TemporaryDirectory(prefix="mutate-ref-") as tmp:
+        source, described = Path(args.source), f"working tree of {Path(args.source).resolve()}"
+        commit = _git(source, "rev-parse", "HEAD")
+        if args.ref:
+            try:
+                commit = export_ref(source, args.ref, Path(tmp) / "tree")
+            except ValueError as err:
+                parser.error(str(err))
+            source, described = Path(tmp) / "tree", f"git archive {args.ref} ({commit})"
+        outcomes, baseline = _run_all(selected, source=source, timeout=args.timeout, baseline=not args.no_baseline)
     table = markdown_table(outcomes)
     print(table, end="")
     if args.json is not None:
         dirty = _git(args.source, "status", "--porcelain", "--", *COPIED)
         payload = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                   "commit": _git(args.source, "rev-parse", "HEAD"), "uncommitted_changes": bool(dirty),
-                   "seconds": round(time.perf_counter() - started, 1),
-                   "baseline": {"deselected": deselect, "skipped_claims": skip_claims, "note": note},
+                   "source": described, "commit": commit,
+                   "uncommitted_changes": bool(dirty) and not args.ref,
+                   "seconds": round(time.perf_counter() - started, 1), "baseline": baseline,
                    "outcomes": [dataclasses.asdict(o) | {"seconds": round(o.seconds, 1)} for o in outcomes]}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return exit_status(outcomes)
+
+
+def _run_all(selected: Sequence[Mutation], *, source: Path, timeout: float, baseline: bool
+             ) -> tuple[list[Outcome], dict[str, object]]:
+    """The baseline (unless switched off), then every mutant in turn, with progress on stderr."""
+    deselect: list[str] = []
+    skip_claims: list[str] = []
+    note = ""
+    if baseline:
+        print(f"baseline: {len(selected)} mutations' tests and claims on the unmutated copy ...", file=sys.stderr,
+              flush=True)
+        deselect, skip_claims, note = run_baseline(selected, source=source, timeout=3 * timeout)
+        if deselect or skip_claims or note:
+            print(f"baseline failures (deselected): {deselect} claims {skip_claims} {note}", file=sys.stderr)
+    outcomes = []
+    for i, m in enumerate(selected, 1):
+        print(f"[{i}/{len(selected)}] {m.id} ...", end=" ", file=sys.stderr, flush=True)
+        o = run_mutation(m, source=source, timeout=timeout, deselect=deselect, skip_claims=skip_claims)
+        print(f"{o.status} {o.caught_by} ({o.seconds:.1f} s)", file=sys.stderr, flush=True)
+        outcomes.append(o)
+    return outcomes, {"deselected": deselect, "skipped_claims": skip_claims, "note": note}
 
 
 if __name__ == "__main__":
