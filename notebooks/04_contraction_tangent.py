@@ -35,12 +35,12 @@ SEED = 0
 import torch
 from IPython.display import display
 
-from manifold_ae.claims.t5_contractive import (jacobian_stats, off_manifold_profile, reconstructor_stats,
-                                               rescale_code, skewed_retraction)
 from manifold_ae.loop import fit
 from manifold_ae.manifolds import make_manifold
 from manifold_ae.models import MLPAutoencoder
 from manifold_ae.objectives import Contractive, Denoising, ReconstructionContractive
+from manifold_ae.toys.contractive import jacobian_stats, off_manifold_profile, reconstructor_stats, rescale_code
+from manifold_ae.toys.retractions import skewed_retraction
 from manifold_ae.viz.explorers import contraction_explorer, trained_contractive
 from manifold_ae.viz.figures import jacobian_spectra, lambda_sweep, rate_plot
 

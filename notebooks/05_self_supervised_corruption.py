@@ -33,8 +33,9 @@ SEED = 0
 import torch
 from IPython.display import display
 
-from manifold_ae.claims.t6_selfsupervised import (CIRCLE_SIZES, circle_oracles, circle_task, gaussian_bayes_map,
-                                                  gaussian_task, rms)
+from manifold_ae.toys.measures import rms
+from manifold_ae.toys.selfsupervised import (CIRCLE_SIZES, circle_oracles, circle_task, gaussian_bayes_map,
+                                             gaussian_task)
 from manifold_ae.viz.anomaly_figures import gap_vs_mask_figure
 from manifold_ae.viz.explorers import masked_projection_explorer
 

@@ -36,14 +36,14 @@ import torch
 from IPython.display import display
 
 from manifold_ae.anomaly.metrics import auroc
-from manifold_ae.claims.t6_selfsupervised import NOISE_STD, circle_task
 from manifold_ae.corruptions.vector import PartialCorruption
-from manifold_ae.claims.t7_conservation import (angular_slide, coordinate_auroc, nearest_node_map,
-                                                oblique_projection, radial_retraction, retraction_excess)
-from manifold_ae.claims.t8_anomaly import off_manifold_task, residual_score, train_baselines
 from manifold_ae.manifolds.sphere import Sphere
 from manifold_ae.manifolds.subspace import Subspace
 from manifold_ae.theory.masked import masked_projection_pointcloud
+from manifold_ae.toys.anomaly import coordinate_auroc, off_manifold_task, residual_score, train_baselines
+from manifold_ae.toys.retractions import (angular_slide, nearest_node_map, oblique_projection, radial_retraction,
+                                          retraction_excess)
+from manifold_ae.toys.selfsupervised import NOISE_STD, circle_task
 from manifold_ae.viz.anomaly_figures import coordinate_residual_figure, retraction_figure, roc_figure
 from manifold_ae.viz.explorers import ORACLE_SCORE, roc_explorer
 
@@ -58,8 +58,8 @@ circle = Sphere(1, radius=1.0)
 gen = torch.Generator().manual_seed(SEED)
 shift = torch.tensor([0.5, 0.2], dtype=torch.float64)
 nodes, _ = circle.sample(16, generator=gen)
-maps = {"radial from (0.5, 0.2)": radial_retraction(circle, shift), "angular slide": angular_slide(circle, rate=0.5),
-        "nearest of 16 nodes": nearest_node_map(nodes)}
+maps = {"radial from (0.5, 0.2)": radial_retraction(circle, shift=shift),
+        "angular slide": angular_slide(circle, rate=0.5), "nearest of 16 nodes": nearest_node_map(nodes)}
 x = 1.5 * torch.randn(NUM, 2, generator=gen, dtype=torch.float64)
 pi_x = circle.project(x)
 excess = {name: retraction_excess(x, rho(x), pi_x) for name, rho in maps.items()}

@@ -7,6 +7,7 @@ from scipy import integrate, stats
 
 from manifold_ae.anomaly.metrics import auroc
 from manifold_ae.claims import t8_anomaly as t8
+from manifold_ae.toys import anomaly
 from manifold_ae.corruptions.vector import PartialCorruption, block_masks
 from manifold_ae.manifolds.sphere import Sphere
 
@@ -26,7 +27,8 @@ def circle():
 
 
 def test_off_manifold_task_puts_anomalies_at_distance_delta(circle):
-    x, labels = t8.off_manifold_task(circle, 300, delta=0.2, noise_std=0.0, generator=torch.Generator().manual_seed(0))
+    x, labels = anomaly.off_manifold_task(circle, 300, delta=0.2, noise_std=0.0,
+                                          generator=torch.Generator().manual_seed(0))
     assert x.shape == (600, N) and labels.tolist() == [0.0] * 300 + [1.0] * 300
     dist = _circle_distance(circle, x)
     assert float(dist[:300].abs().max()) < 1e-12
@@ -34,18 +36,19 @@ def test_off_manifold_task_puts_anomalies_at_distance_delta(circle):
 
 
 def test_oracle_auroc_is_one_when_anomalies_are_separated_by_construction(circle):
-    x, labels = t8.off_manifold_task(circle, 400, delta=0.01, noise_std=0.0, generator=torch.Generator().manual_seed(1))
-    assert auroc(labels, t8.oracle_score(circle, x[:100], x)) == 1.0
+    x, labels = anomaly.off_manifold_task(circle, 400, delta=0.01, noise_std=0.0,
+                                          generator=torch.Generator().manual_seed(1))
+    assert auroc(labels, anomaly.oracle_score(circle, x[:100], x)) == 1.0
 
 
 def test_oracle_score_is_the_exact_distance(circle):
     x = 1.5 * torch.randn(500, N, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    assert torch.allclose(t8.oracle_score(circle, x[:50], x), _circle_distance(circle, x), atol=1e-12)
+    assert torch.allclose(anomaly.oracle_score(circle, x[:50], x), _circle_distance(circle, x), atol=1e-12)
 
 
 def test_corruption_task_has_noisy_normals_and_corrupted_anomalies(circle):
     corruption = PartialCorruption(block_masks(N, (2,)), fill_std=0.5, noise_std=0.01, opacity=0.5)
-    x, labels = t8.corruption_task(circle, corruption, 2000, generator=torch.Generator().manual_seed(3))
+    x, labels = anomaly.corruption_task(circle, corruption, 2000, generator=torch.Generator().manual_seed(3))
     assert x.shape == (4000, N) and float(labels.sum()) == 2000
     normal_dist = _circle_distance(circle, x[:2000])
     # dist of p + η ε is ≈ η χ_{n−1}: mean η sqrt(n − 1.5) to first order
@@ -56,11 +59,11 @@ def test_corruption_task_has_noisy_normals_and_corrupted_anomalies(circle):
 def test_residual_score_of_identity_and_of_a_linear_map():
     x = torch.randn(20, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     # the model runs in float32 (x is cast), so the identity's residual is float32 rounding of x
-    assert float(t8.residual_score(torch.nn.Identity(), x).max()) < 1e-12
+    assert float(anomaly.residual_score(torch.nn.Identity(), x).max()) < 1e-12
     half = torch.nn.Linear(4, 4, bias=False)
     with torch.no_grad():
         half.weight.copy_(0.5 * torch.eye(4))
-    assert torch.allclose(t8.residual_score(half, x), 0.25 * (x ** 2).sum(-1), atol=1e-6)
+    assert torch.allclose(anomaly.residual_score(half, x), 0.25 * (x ** 2).sum(-1), atol=1e-6)
 
 
 def _oracle_auroc_theory(delta, eta, dof):
@@ -83,6 +86,30 @@ def test_run_fast_passes_and_oracle_aurocs_match_chi_square_theory(fast_result, 
     for delta, got in zip(r.numbers["deltas"], oracle):
         expected = _oracle_auroc_theory(delta, 0.01, N - 1)
         assert got == pytest.approx(expected, abs=0.04), delta           # 500 per class: s.e. <= 0.015
+
+
+def test_run_fast_off_manifold_criterion_is_two_sided_and_partial_one_sided(fast_result):
+    off, partial = fast_result.numbers["auroc_off_manifold"], fast_result.numbers["auroc_partial_corruption"]
+    i, j = t8.DELTAS.index(t8.CHECK_DELTA), t8.OPACITIES.index(t8.CHECK_OPACITY)
+    ssl, oracle = "self-supervised (T6)", "oracle dist(x, M)"
+    two, one = fast_result.checks[1], fast_result.checks[2]
+    assert two.op == "<=" and two.measured == pytest.approx(abs(off[ssl][i] - off[oracle][i]), abs=1e-15)
+    assert one.op == ">=" and one.measured == pytest.approx(partial[ssl][j] - partial[oracle][j], abs=1e-15)
+    assert two.target == 0.04 and one.target == -0.04                           # fast-mode tolerance
+
+
+def test_a_model_far_above_a_degraded_oracle_fails_off_manifold_only(tmp_path, monkeypatch):
+    """Noise added to the oracle's distance lowers its AUROC below the model's: off M, where dist(x, M) is the
+    Neyman–Pearson score, that gap is a defect and fails; under partial corruption being above is allowed."""
+    honest = t8.oracle_score
+
+    def noisy(manifold, train, x):
+        g = torch.Generator().manual_seed(x.shape[0])
+        return honest(manifold, train, x) + 0.05 * torch.randn(x.shape[0], generator=g, dtype=torch.float64)
+    monkeypatch.setattr(t8, "oracle_score", noisy)
+    r = t8.run(fast=True, out_dir=tmp_path, seed=0)
+    passed = [c.passed for c in r.checks]
+    assert passed[1:] == [False, True], [(c.name, c.measured) for c in r.checks]
 
 
 def test_run_fast_aurocs_rise_with_the_anomaly_strength(fast_result):

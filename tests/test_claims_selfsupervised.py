@@ -6,6 +6,9 @@ import torch
 
 from manifold_ae.claims import t6_selfsupervised as t6
 from manifold_ae.corruptions import vector
+from manifold_ae.manifolds.subspace import Subspace
+from manifold_ae.toys import selfsupervised
+from manifold_ae.toys.measures import rms
 
 
 def test_block_masks_are_all_cyclic_blocks():
@@ -108,18 +111,18 @@ def _reference_bayes(x_hat, U, masks, tau, eta):
 
 
 def test_gaussian_bayes_map_matches_a_plain_loop_and_is_orthogonal_to_features():
-    task = t6.ToyTask(t6.Subspace(2, ambient_dim=5, seed=3),
+    task = selfsupervised.ToyTask(Subspace(2, ambient_dim=5, seed=3),
                       vector.PartialCorruption(vector.block_masks(5, (1, 2)), fill_std=0.5, noise_std=0.05), None, [])
     gen = torch.Generator().manual_seed(4)
     x, _ = task.manifold.sample(20, generator=gen)
     x_hat, _ = task.corruption(x, gen)
-    got = t6.gaussian_bayes_map(task, x_hat)
+    got = selfsupervised.gaussian_bayes_map(task, x_hat)
     ref = _reference_bayes(x_hat, task.manifold.Q, task.corruption.masks, 0.5, 0.05)
     assert torch.allclose(got, ref, atol=1e-9)
     # orthogonality principle of the conditional mean: E[(x − r*(x̂)) g(x̂)] = 0 for features g (Monte Carlo)
     x, _ = task.manifold.sample(100_000, generator=gen)
     x_hat, _ = task.corruption(x, gen)
-    err = x - t6.gaussian_bayes_map(task, x_hat)                          # (N, n)
+    err = x - selfsupervised.gaussian_bayes_map(task, x_hat)                          # (N, n)
     for g in (x_hat, x_hat ** 2, torch.tanh(3 * x_hat)):
         prod = (err[:, :, None] * g[:, None, :]).reshape(err.shape[0], -1)   # (N, n*n)
         z = prod.mean(0) / (prod.std(0) / math.sqrt(prod.shape[0]))
@@ -131,7 +134,7 @@ def test_gaussian_bayes_map_matches_a_plain_loop_and_is_orthogonal_to_features()
 
 def test_rms():
     v = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
-    assert t6.rms(v) == pytest.approx(math.sqrt(25 / 2))
+    assert rms(v) == pytest.approx(math.sqrt(25 / 2))
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +157,7 @@ def test_run_fast_passes_with_its_numbers(fast_result, tmp_path_factory):
 
 def test_run_fast_identity_risk_matches_closed_form(fast_result):
     """E‖x̂ − x‖² = Σ_S P(S) Σ_{i∈S} (Σ_ii + τ²) + n η² for the Gaussian task (independent closed form)."""
-    m = t6.Subspace(2, ambient_dim=8, seed=0)
+    m = Subspace(2, ambient_dim=8, seed=0)
     masks = vector.block_masks(8, (1, 2, 3))
     var = torch.diagonal(m.Q @ m.Q.T)                                     # (n,) Σ_ii
     expected = float((masks @ (var + 0.5 ** 2)).mean()) + 8 * 0.05 ** 2

@@ -12,128 +12,24 @@ masked projection ``π_S(x̂) = argmin_{y ∈ M} ‖(x̂ − y)_{Sᶜ}‖`` (T6)
   (``theory.bayes.masked_posterior_mean_quadrature``) and the masked projection with the true mask
   (``theory.masked.masked_projection_pointcloud``); the gap ``‖π_S(x̂) − π(x̂)‖`` is reported as the mask grows.
 
-The trained circle model is cached per (fast, seed): T7 (conservation) and T8 (anomaly scores) reuse it.
+The tasks and oracles live in ``toys.selfsupervised``; the trained circle model is cached per (fast, seed), so
+T7 (conservation) and T8 (anomaly scores) reuse it.
 """
 from __future__ import annotations
 
-import functools
-import math
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
-from manifold_ae.claims.base import Check, ClaimResult
-from manifold_ae.corruptions.vector import PartialCorruption, block_masks
-from manifold_ae.loop import fit
-from manifold_ae.manifolds.base import Manifold
-from manifold_ae.manifolds.sphere import Sphere
-from manifold_ae.manifolds.subspace import Subspace
-from manifold_ae.models import MLPAutoencoder
-from manifold_ae.objectives import SelfSupervised
-from manifold_ae.theory.bayes import masked_gaussian_posterior_mean, masked_posterior_mean_quadrature
+from manifold_ae.claims.base import Check, ClaimResult, worst
 from manifold_ae.toys.measures import rms
-from manifold_ae.theory.masked import masked_projection_pointcloud
+from manifold_ae.toys.selfsupervised import (CIRCLE_DIM, CIRCLE_SIZES, FILL_STD, NOISE_STD, circle_oracles,
+                                             circle_task, gaussian_bayes_map, gaussian_task, predict)
 
-__all__ = ["ToyTask", "train_selfsupervised", "circle_task", "gaussian_task", "run"]
+__all__ = ["TITLE", "run"]
 
 TITLE = "partial-corruption training learns E[x | x̂], the masked projection, not the full projection"
-
-
-class ToyTask(NamedTuple):
-    """A manifold, the corruption used in training and the trained self-supervised model."""
-
-    manifold: Manifold
-    corruption: PartialCorruption
-    model: MLPAutoencoder          # float32, eval mode
-    history: list[float]           # training losses
-
-
-def train_selfsupervised(x: torch.Tensor, corruption: PartialCorruption, *, steps: int, seed: int,
-                         lr: float = 5e-3, hidden: tuple[int, ...] = (128, 128)) -> tuple[MLPAutoencoder, list[float]]:
-    """Train a ReLU MLP autoencoder to regress clean x from ``corruption(x)`` (the paper's objective, T6).
-
-    Parameters
-    ----------
-    x : (N, n) tensor
-        Clean training data (cast to float32).
-    corruption : PartialCorruption
-    steps : int
-    seed : int
-    lr : float
-    hidden : tuple of int
-
-    Returns
-    -------
-    model : MLPAutoencoder in eval mode; history : list of float
-    """
-    torch.manual_seed(seed)  # model initialisation
-    model = MLPAutoencoder(x.shape[1], hidden=hidden, activation="relu")
-    objective = SelfSupervised(model, corruption=corruption)
-    history = fit(objective, x.float(), steps=steps, batch_size=256, lr=lr, seed=seed)
-    model.eval()
-    return model, history
-
-
-def _predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x.float()).double()
-
-
-CIRCLE_DIM = 10            # ambient dimension n of the circle task
-CIRCLE_SIZES = (1, 2, 3)   # block lengths of the mask family
-FILL_STD = 0.5             # τ, comparable to a coordinate's spread (≈ sqrt(2/n) R)
-NOISE_STD = 0.01           # η
-
-
-@functools.lru_cache(maxsize=4)
-def circle_task(*, fast: bool, seed: int = 0) -> ToyTask:
-    """The unit circle in R^10 with cyclic block masks of length 1-3, and its trained model (cached).
-
-    Shared by T6 (against the oracles), T7 (localisation) and T8 (anomaly scores).
-    """
-    manifold = Sphere(1, radius=1.0, ambient_dim=CIRCLE_DIM, seed=seed)
-    corruption = PartialCorruption(block_masks(CIRCLE_DIM, CIRCLE_SIZES), fill_std=FILL_STD, noise_std=NOISE_STD)
-    gen = torch.Generator().manual_seed(seed)
-    x, _ = manifold.sample(20_000, generator=gen)                              # (N, n)
-    model, history = train_selfsupervised(x, corruption, steps=1500 if fast else 6000, seed=seed)
-    return ToyTask(manifold, corruption, model, history)
-
-
-def gaussian_task(*, fast: bool, seed: int = 0) -> ToyTask:
-    """Gaussian latent N(0, I₂) on a 2-plane of R^8, blocks of length 1-3, τ = 0.5, η = 0.05; trained model."""
-    manifold = Subspace(2, scale=1.0, ambient_dim=8, seed=seed)
-    corruption = PartialCorruption(block_masks(8, (1, 2, 3)), fill_std=0.5, noise_std=0.05)
-    gen = torch.Generator().manual_seed(seed + 1)
-    x, _ = manifold.sample(20_000, generator=gen)
-    model, history = train_selfsupervised(x, corruption, steps=1500 if fast else 6000, seed=seed)
-    return ToyTask(manifold, corruption, model, history)
-
-
-def gaussian_bayes_map(task: ToyTask, x_hat: torch.Tensor) -> torch.Tensor:
-    """Exact E[x | x̂] of the Gaussian task (T6 closed form), (B, n) -> (B, n)."""
-    m, c = task.manifold, task.corruption
-    cov = m.scale ** 2 * m.Q @ m.Q.T  # (n, n) Σ = U Uᵀ, singular: the data lie on the plane
-    return masked_gaussian_posterior_mean(x_hat, cov=cov, masks=c.masks, fill_std=c.fill_std,
-                                          noise_var=c.noise_std ** 2)
-
-
-def circle_oracles(task: ToyTask, x_hat: torch.Tensor, mask: torch.Tensor, *, nodes: int = 1024
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean E[x | x̂] by quadrature and masked projection π_S(x̂) with the true mask, each (B, n).
-
-    The grid of ``nodes`` equally spaced angles is a trapezoid rule on a periodic integrand whose width in
-    the angle is >= η, so 1024 nodes (spacing 0.006 < η = 0.01) make the quadrature error negligible.
-    """
-    m, c = task.manifold, task.corruption
-    theta = (2 * math.pi / nodes) * torch.arange(nodes, dtype=torch.float64)[:, None]  # (K, 1)
-    points = m.from_params(theta)                                                       # (K, n)
-    posterior = masked_posterior_mean_quadrature(x_hat, points, masks=c.masks, fill_std=c.fill_std,
-                                                 noise_std=c.noise_std)                  # (B, n)
-    masked = masked_projection_pointcloud(x_hat, mask, points, params=theta, parametrisation=m.from_params,
-                                          steps=20).point                                # (B, n)
-    return posterior, masked
 
 
 def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
@@ -151,7 +47,7 @@ def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
     x, _ = gauss.manifold.sample(num_test, generator=test_gen)
     x_hat, _ = gauss.corruption(x, test_gen)
     bayes = gaussian_bayes_map(gauss, x_hat)
-    f = _predict(gauss.model, x_hat)
+    f = predict(gauss.model, x_hat)
     gauss_rel = rms(f - bayes) / rms(bayes)
     gauss_numbers = {"relative_error_to_bayes": gauss_rel,
                      "error_relative_to_bayes_correction": rms(f - bayes) / rms(bayes - x_hat),
@@ -164,7 +60,7 @@ def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
     x_hat, mask = circ.corruption(x, test_gen)
     posterior, masked = circle_oracles(circ, x_hat, mask)
     full = circ.manifold.project(x_hat)
-    f = _predict(circ.model, x_hat)
+    f = predict(circ.model, x_hat)
     sizes = mask.sum(-1)
     keys = ("model_to_posterior", "model_to_masked", "model_to_full", "posterior_to_masked", "masked_to_full",
             "posterior_correction")
@@ -179,7 +75,7 @@ def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
         per_size["posterior_correction"].append(rms(posterior[sel] - x_hat[sel]))
     circ_rel = rms(f - posterior) / rms(posterior - x_hat)
     oracle_rel = rms(posterior - masked) / rms(masked - x_hat)
-    resemble = max(a / b for a, b in zip(per_size["model_to_masked"], per_size["masked_to_full"]))
+    resemble = worst([a / b for a, b in zip(per_size["model_to_masked"], per_size["masked_to_full"])], op="<=")
     growth = per_size["masked_to_full"][-1] / per_size["masked_to_full"][0]
 
     fast_note = "fast mode: 1500 training steps, target 0.10 (full run: 0.05)" if fast else ""

@@ -12,7 +12,14 @@ Both are swept from hard to easy; the targets are checked at the level fixed bel
 The oracle scores by the exact distance dist(x, M) (``detectors.ProjectionDetector``); each trained AE scores by
 its residual ``‖x − f(x)‖²``. The models: the self-supervised AE of T6, a denoising AE (σ = 0.1), and plain
 reconstruction AEs with and without a bottleneck (the latter can learn the identity and then never penalises
-anomalies, the paper's motivation). Target: the self-supervised model's AUROC within 0.02 of the oracle's.
+anomalies, the paper's motivation); the tasks, scores and baselines live in ``toys.anomaly``.
+
+Targets for the self-supervised model. Off M the criterion is two-sided, |AUROC − AUROC_oracle| <= 0.02: to first
+order in η both classes are isotropic in the normal space, so their likelihood ratio is an increasing function of
+dist(x, M) and the oracle is the Neyman–Pearson detector; beating it by more than the tolerance would expose a
+defect of the oracle or of the task, not a better model. Under partial corruption dist(x̂, M) is no such bound
+(the masked residual ‖x̂ − π_S(x̂)‖ ≥ dist, T7), so the criterion is one-sided: at most 0.02 below the oracle.
+The DAE and plain AEs are measured next to it, without a criterion.
 """
 from __future__ import annotations
 
@@ -22,83 +29,20 @@ from pathlib import Path
 import torch
 
 from manifold_ae.anomaly.metrics import auroc
-from manifold_ae.anomaly.scoring import vector_scores
 from manifold_ae.claims.base import Check, ClaimResult
-from manifold_ae.claims.t6_selfsupervised import NOISE_STD, circle_task
 from manifold_ae.corruptions.vector import PartialCorruption
-from manifold_ae.toys.detectors import ProjectionDetector
-from manifold_ae.loop import fit
-from manifold_ae.manifolds.base import Manifold
-from manifold_ae.models import MLPAutoencoder
-from manifold_ae.objectives import Denoising, Reconstruction
+from manifold_ae.toys.anomaly import corruption_task, off_manifold_task, oracle_score, residual_score, train_baselines
+from manifold_ae.toys.selfsupervised import NOISE_STD, circle_task
 
-__all__ = ["DELTAS", "off_manifold_task", "corruption_task", "residual_score", "oracle_score", "train_baselines",
-           "run"]
+__all__ = ["TITLE", "DELTAS", "CHECK_DELTA", "OPACITIES", "CHECK_OPACITY", "run"]
 
-TITLE = "the projection residual is the oracle anomaly score; the self-supervised AE comes within 0.02 of it"
+TITLE = ("the projection residual is the oracle anomaly score; the self-supervised AE's AUROC is within 0.02 of it "
+         "off M and at most 0.02 below it under partial corruption")
 
 DELTAS = (0.02, 0.03, 0.05, 0.1)      # anomaly distances for the off-manifold task (reach 1, normals ≈ 3η off M)
 CHECK_DELTA = 0.03                    # the distance at which the off-manifold target is checked
 OPACITIES = (0.03, 0.05, 0.1, 1.0)    # strengths of the partial-corruption task
 CHECK_OPACITY = 0.05                  # the strength at which the partial-corruption target is checked
-
-
-def off_manifold_task(manifold: Manifold, num: int, *, delta: float, noise_std: float,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num`` normal points ``p + η ε`` and ``num`` anomalies ``p + δ ν + η ε`` (T8).
-
-    Returns
-    -------
-    x : (2 num, n) tensor; labels : (2 num,) tensor, 1 = anomalous
-    """
-    normal, _ = manifold.sample(num, generator=generator)                            # (num, n)
-    ray = manifold.sample_normal_ray(num, generator=generator)
-    anomalous = ray.p + delta * ray.nu                                               # dist = δ exactly (δ < reach)
-    x = torch.cat([normal, anomalous])
-    x = x + noise_std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    labels = torch.cat([torch.zeros(num), torch.ones(num)])
-    return x, labels
-
-
-def corruption_task(manifold: Manifold, corruption: PartialCorruption, num: int, *,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num`` normal points ``p + η ε`` and ``num`` partially corrupted points ``corruption(p)`` (T8).
-
-    Returns
-    -------
-    x : (2 num, n) tensor; labels : (2 num,) tensor, 1 = anomalous
-    """
-    normal, _ = manifold.sample(num, generator=generator)
-    normal = normal + corruption.noise_std * torch.randn(normal.shape, generator=generator, dtype=normal.dtype)
-    clean, _ = manifold.sample(num, generator=generator)
-    anomalous, _ = corruption(clean, generator)
-    return torch.cat([normal, anomalous]), torch.cat([torch.zeros(num), torch.ones(num)])
-
-
-def residual_score(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Anomaly score ``‖x − f(x)‖²`` (higher = more anomalous), (B, n) -> (B,) (C4, T8)."""
-    with torch.no_grad():
-        return vector_scores(x, model(x.float()).double())
-
-
-def oracle_score(manifold: Manifold, train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Exact distance dist(x, M) through the oracle detector (score_samples = −dist), (B, n) -> (B,)."""
-    detector = ProjectionDetector(manifold).fit(train.numpy())
-    return torch.as_tensor(-detector.score_samples(x.numpy()))
-
-
-def train_baselines(x: torch.Tensor, *, steps: int, seed: int) -> dict[str, MLPAutoencoder]:
-    """Denoising AE (σ = 0.1) and plain reconstruction AEs (no bottleneck; bottleneck 2) on clean data (N, n)."""
-    models = {}
-    recipes = {"denoising σ=0.1": (None, lambda m: Denoising(m, sigma=0.1)),
-               "plain AE, no bottleneck": (None, Reconstruction),
-               "plain AE, bottleneck 2": (2, Reconstruction)}
-    for name, (bottleneck, objective) in recipes.items():
-        torch.manual_seed(seed)
-        model = MLPAutoencoder(x.shape[1], hidden=(128, 128), bottleneck=bottleneck, activation="relu")
-        fit(objective(model), x.float(), steps=steps, batch_size=256, lr=5e-3, seed=seed)
-        models[name] = model.eval()
-    return models
 
 
 def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
@@ -145,14 +89,17 @@ def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
     oracle, ssl = "oracle dist(x, M)", "self-supervised (T6)"
     i, j = DELTAS.index(CHECK_DELTA), OPACITIES.index(CHECK_OPACITY)
     # fast mode: the 1500-step model fits M less tightly, which costs AUROC at these near-noise anomaly levels
-    tolerance, note = (-0.04, "fast mode (1500-step model; full run: -0.02), ") if fast else (-0.02, "")
+    tolerance, note = (0.04, "fast mode (1500-step model; full run: 0.02), ") if fast else (0.02, "")
     checks = [
         Check("oracle AUROC when anomalies are separated by construction (normals on M, δ = 0.05)", separated,
               ">=", 1.0),
-        Check(f"off-manifold δ = {CHECK_DELTA}: AUROC(self-supervised) − AUROC(oracle)",
-              off[ssl][i] - off[oracle][i], ">=", tolerance, note=f"{note}oracle AUROC {off[oracle][i]:.3f}"),
-        Check(f"partial corruption, opacity {CHECK_OPACITY}: AUROC(self-supervised) − AUROC(oracle)",
-              partial[ssl][j] - partial[oracle][j], ">=", tolerance,
+        # dist(x, M) is the Neyman–Pearson score here (to first order in η), so a gap either way is a defect
+        Check(f"off-manifold δ = {CHECK_DELTA}: |AUROC(self-supervised) − AUROC(oracle)|",
+              abs(off[ssl][i] - off[oracle][i]), "<=", tolerance,
+              note=f"{note}oracle AUROC {off[oracle][i]:.3f}, difference {off[ssl][i] - off[oracle][i]:+.3f}"),
+        # dist(x̂, M) is no upper bound under partial corruption (the masked residual is larger): one-sided
+        Check(f"partial corruption, opacity {CHECK_OPACITY}: AUROC(self-supervised) − AUROC(oracle), "
+              "at most the tolerance below the oracle", partial[ssl][j] - partial[oracle][j], ">=", -tolerance,
               note=f"{note}oracle AUROC {partial[oracle][j]:.3f}"),
     ]
     figures = [save_figure(roc_figure(roc_tasks, oracle=oracle, title="T8: residual ‖x − f(x)‖² vs the exact "

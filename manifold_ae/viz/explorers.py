@@ -30,14 +30,14 @@ from torch import nn
 
 from manifold_ae.anomaly.metrics import auroc, roc_curve
 from manifold_ae.checks import check_choice, check_int, check_positive
-from manifold_ae.claims.t5_contractive import off_manifold_profile, skewed_retraction, train_contractive
-from manifold_ae.toys.measures import rms
-from manifold_ae.claims.t7_conservation import coordinate_auroc
 from manifold_ae.corruptions.vector import PartialCorruption, block_masks
-from manifold_ae.claims.t8_anomaly import off_manifold_task, residual_score
 from manifold_ae.manifolds import Manifold, make_manifold
 from manifold_ae.manifolds.subspace import Subspace
 from manifold_ae.theory import jacobian, masked_projection_subspace
+from manifold_ae.toys.anomaly import coordinate_auroc, off_manifold_task, residual_score
+from manifold_ae.toys.contractive import float_map, off_manifold_profile, train_contractive
+from manifold_ae.toys.measures import rms
+from manifold_ae.toys.retractions import skewed_retraction
 from manifold_ae.viz.widgets import Explorer
 
 __all__ = ["ArrayExplorer", "CONTRACTION_MAPS", "trained_contractive", "contraction_explorer",
@@ -88,7 +88,7 @@ def trained_contractive(manifold: Manifold, lam: float, *, steps: int = 600, num
                         seed: int = 0) -> nn.Module:
     """A tanh MLP (2 × 64) trained with the reconstruction-contractive loss λ‖J_f‖_F² on M (T5), cached.
 
-    Training data: ``num`` points of M drawn with seed ``seed``; the model is ``claims.t5_contractive``'s
+    Training data: ``num`` points of M drawn with seed ``seed``; the model is ``toys.contractive``'s
     (Hutchinson penalty, 1 probe). About 0.3 s per 300 steps on one CPU thread for a circle in R^4.
     """
     lam = check_positive(lam, "lam")
@@ -151,8 +151,7 @@ def contraction_explorer(*, manifold: str = "circle", ambient_dim: int = 4,
             return M.project
         if kind == CONTRACTION_MAPS[2]:
             return skew
-        model = trained_contractive(M, float(controls["lam"].value), steps=steps, seed=seed)
-        return lambda v: model(v.float()).double()
+        return float_map(trained_contractive(M, float(controls["lam"].value), steps=steps, seed=seed))
 
     def update() -> dict[str, float]:
         f = current_map()
@@ -195,7 +194,7 @@ def masked_projection_explorer(manifold: Subspace, *, model: nn.Module | None = 
     ``num`` Gaussian points x of the subspace get a cyclic block S of ``mask_size`` coordinates replaced by
     N(0, fill_std²) noise (no other noise). π_S fits the latent to the clean coordinates only, so it returns x
     exactly while ``n − |S| ≥ d`` (generic U); π moves every coordinate. Controls: ``mask_size``, ``sample`` (the
-    example drawn). ``model``: an AE trained on this task (e.g. ``t6_selfsupervised.gaussian_task``), drawn too.
+    example drawn). ``model``: an AE trained on this task (e.g. ``toys.selfsupervised.gaussian_task``), drawn too.
 
     Numbers (RMS over the batch): ``masked_error`` ‖π_S − x‖, ``full_error`` ‖π − x‖, ``gap`` ‖π_S − π‖,
     ``auroc_masked`` / ``auroc_full`` (coordinate AUROC of |x̂ − ·| for finding S, T7), and with a model
@@ -283,7 +282,7 @@ def roc_explorer(manifold: Manifold, models: Mapping[str, nn.Module], *,
     """ROC curves of each model's residual ``‖x − f(x)‖²`` against the exact distance dist(x, M), by δ (T8).
 
     For each anomaly distance δ (control ``delta``): ``num`` normal points ``p + η ε`` and ``num`` anomalies
-    ``p + δ ν + η ε`` (``t8_anomaly.off_manifold_task``, same seed for every δ). The oracle scores by
+    ``p + δ ν + η ε`` (``toys.anomaly.off_manifold_task``, same seed for every δ). The oracle scores by
     ``manifold.distance``. Numbers: ``delta`` and ``"auroc <label>"`` for :data:`ORACLE_SCORE` and every model;
     ``arrays``: ``x`` (2 num, n), ``labels`` (2 num,) with 1 = anomalous.
     """
