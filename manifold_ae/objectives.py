@@ -18,9 +18,11 @@ from torch import nn
 from manifold_ae.checks import as_tensor, check_choice, check_int, check_positive
 from manifold_ae.corruptions.base import Corruption
 from manifold_ae.corruptions.vector import GaussianNoise
+from manifold_ae.rng import randint, randn
+from manifold_ae.theory.diagnostics import jacobian
 
-__all__ = ["batch_jacobian", "jacobian_frobenius_sq", "Reconstruction", "SelfSupervised", "Denoising",
-           "Contractive", "ReconstructionContractive", "ESTIMATORS"]
+__all__ = ["jacobian_frobenius_sq", "Reconstruction", "SelfSupervised", "Denoising", "Contractive",
+           "ReconstructionContractive", "ESTIMATORS"]
 
 ESTIMATORS = ("exact", "hutchinson")
 _DISTRIBUTIONS = ("rademacher", "gaussian")
@@ -32,56 +34,18 @@ Function = Callable[[torch.Tensor], torch.Tensor]
 # ------------------------------------------------------------------------------------ Jacobian helpers
 
 
-def _one_sample(f: Function) -> Function:
-    """Turn a batched map (B, ...) -> (B, ...) into a map on one sample (...) -> (...)."""
-    return lambda xi: f(xi.unsqueeze(0)).squeeze(0)
-
-
-def _with_output(f: Function) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    g = _one_sample(f)
-
-    def both(xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = g(xi)
-        return y, y
-    return both
-
-
-def batch_jacobian(f: Function, x: torch.Tensor) -> torch.Tensor:
-    """Exact per-sample Jacobians of a batched map, by ``torch.func.vmap(jacrev)``.
-
-    ``f`` must act on each sample independently (no batch statistics). Differentiable with respect to the
-    parameters ``f`` closes over.
-
-    Parameters
-    ----------
-    f : callable
-        Batched map (B, *in_shape) -> (B, *out_shape).
-    x : torch.Tensor
-        Batch, shape (B, *in_shape).
-
-    Returns
-    -------
-    torch.Tensor
-        Shape (B, *out_shape, *in_shape): ``J[b] = d f(x)[b] / d x[b]``.
-    """
-    return torch.func.vmap(torch.func.jacrev(_one_sample(f)))(x)
-
-
 def _probe(shape: tuple[int, ...], like: torch.Tensor, distribution: str,
            generator: torch.Generator | None) -> torch.Tensor:
-    device = like.device if generator is None else generator.device
     if distribution == "rademacher":
-        v = torch.randint(0, 2, shape, generator=generator, device=device).to(like.dtype) * 2 - 1
-    else:
-        v = torch.randn(shape, generator=generator, device=device, dtype=like.dtype)
-    return v.to(like.device)
+        return randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype) * 2 - 1
+    return randn(shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
 def _frobenius_sq_and_output(f: Function, x: torch.Tensor, *, estimator: str, probes: int, distribution: str,
                              mode: str, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x) of shape (B, ...), ||J_f(x_b)||_F^2 or its Hutchinson estimate of shape (B,))."""
     if estimator == "exact":
-        jac, y = torch.func.vmap(torch.func.jacrev(_with_output(f), has_aux=True))(x)  # (B, *out, *in), (B, *out)
+        jac, y = jacobian(f, x, event_dims=x.ndim - 1, return_output=True)  # (B, *out, *in), (B, *out)
         return y, jac.flatten(1).pow(2).sum(1)
     if mode == "jvp":  # E_v ||J v||^2, v in input space (forward mode)
         total, y = None, None
@@ -111,7 +75,7 @@ def jacobian_frobenius_sq(f: Function, x: torch.Tensor, *, estimator: str = "exa
                           generator: torch.Generator | None = None) -> torch.Tensor:
     """Squared Frobenius norm of the per-sample Jacobian ``||J_f(x_b)||_F^2`` (T5).
 
-    ``"exact"`` builds every Jacobian with ``torch.func`` (cost ~ output size backward passes, batched).
+    ``"exact"`` builds every Jacobian with ``theory.jacobian`` (cost ~ output size backward passes, batched).
     ``"hutchinson"`` averages ``probes`` unbiased random-projection estimates: ``||J^T u||^2`` with u in output
     space (``mode="vjp"``) or ``||J v||^2`` with v in input space (``mode="jvp"``), since
     E[v v^T] = I gives E||J v||^2 = tr(J^T J). Rademacher probes have lower variance than Gaussian ones. Both

@@ -1,4 +1,4 @@
-"""``benchmarks/gpu_checks.sh``, the prepared GPU command of issue 5, run end to end on a CPU (``SMOKE=1``)."""
+"""``benchmarks/gpu_checks.sh``, the prepared GPU command, run end to end on a CPU (``SMOKE=1``)."""
 from __future__ import annotations
 
 import json
@@ -7,16 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MT_ROOT = ROOT.parent / "shared" / "data" / "magnetic-tile"
 
 
-@pytest.mark.skipif(not MT_ROOT.is_dir(), reason=f"Magnetic Tile data not found at {MT_ROOT}")
-def test_gpu_checks_script_smoke(tmp_path):
+def test_gpu_checks_script_smoke(tmp_path, magnetic_tile_root):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    env = os.environ | {"SMOKE": "1", "OUT": str(out), "RUNS": str(runs), "DATA": str(MT_ROOT),
+    env = os.environ | {"SMOKE": "1", "OUT": str(out), "RUNS": str(runs), "DATA": str(magnetic_tile_root),
                         "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(["bash", "benchmarks/gpu_checks.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)

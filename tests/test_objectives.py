@@ -11,7 +11,8 @@ from manifold_ae.corruptions.base import Identity, MaskedCorruption
 from manifold_ae.corruptions.vector import ConstantFill, GaussianFill, GaussianNoise, RandomSubsetMask
 from manifold_ae.models import LinearAutoencoder, MLPAutoencoder
 from manifold_ae.objectives import (Contractive, Denoising, Reconstruction, ReconstructionContractive,
-                                    SelfSupervised, batch_jacobian, jacobian_frobenius_sq)
+                                    SelfSupervised, jacobian_frobenius_sq)
+from manifold_ae.theory import jacobian
 
 # torch loads its forward-mode (jvp) decompositions with torch.jit.script, which warns on import
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -99,7 +100,7 @@ def test_exact_penalty_matches_finite_differences():
     with torch.no_grad():
         J_ref = _finite_difference_jacobian(model, x)  # (B, 5, 5)
         Je_ref = _finite_difference_jacobian(model.encode, x)  # (B, 2, 5)
-    torch.testing.assert_close(batch_jacobian(model, x).detach(), J_ref, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(jacobian(model, x).detach(), J_ref, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(jacobian_frobenius_sq(model, x).detach(), J_ref.pow(2).sum((1, 2)), rtol=1e-7, atol=0)
     # the objectives' losses: mean squared error + lam * ||J||^2 / D, D = 5 features
     lam = 0.3

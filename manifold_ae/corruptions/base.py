@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from manifold_ae.checks import check_fraction
+from manifold_ae.rng import rand
 
 __all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Identity"]
 
@@ -37,9 +38,9 @@ class Corruption(Protocol):
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None,
              like: torch.Tensor) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=like.device if generator is None else generator.device,
-                   dtype=like.dtype if like.is_floating_point() else torch.float32)
-    return (low + (high - low) * u).to(like.device)
+    u = rand(shape, generator=generator, device=like.device,
+             dtype=like.dtype if like.is_floating_point() else torch.float32)
+    return low + (high - low) * u
 
 
 class MaskedCorruption:

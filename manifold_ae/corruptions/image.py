@@ -26,6 +26,7 @@ from manifold_ae.checks import check_fraction, check_int, check_positive
 from manifold_ae.corruptions.base import MaskedCorruption
 from manifold_ae.checks import as_hw
 from manifold_ae.corruptions.textures import perlin_noise, texture_bank
+from manifold_ae.rng import rand, randn, randperm
 
 __all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "NoiseFill", "PatchFill",
            "TextureFill", "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption", "MASK_WEIGHTS",
@@ -43,8 +44,7 @@ def _check_images(x: torch.Tensor) -> tuple[int, int, int, int]:
 
 def _rand(shape: Sequence[int], generator: Generator, like: torch.Tensor) -> torch.Tensor:
     """Uniform [0, 1) float32 numbers drawn on the generator's device, returned on ``like.device``."""
-    dev = generator.device if generator is not None else like.device
-    return torch.rand(tuple(shape), generator=generator, device=dev).to(like.device)
+    return rand(shape, generator=generator, device=like.device)
 
 
 def _uniform(shape: Sequence[int], interval: tuple[float, float], generator: Generator,
@@ -284,8 +284,7 @@ class NoiseFill:
     def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
         b, c, h, w = _check_images(x)
         sigma = _uniform((b, 1, 1, 1), self.sigma, generator, x)
-        dev = generator.device if generator is not None else x.device
-        eps = torch.randn((b, c, h, w), generator=generator, device=dev).to(x.device)
+        eps = randn((b, c, h, w), generator=generator, device=x.device)
         base = x if self.additive else _rand((b, c, 1, 1), generator, x)
         return (base + sigma * eps).clamp(0, 1).to(x.dtype)
 
@@ -338,8 +337,7 @@ class PatchFill:
         b, c, h, w = _check_images(x)
         if self.bank is None:
             src = x
-            perm = torch.randperm(b, generator=generator, device=generator.device if generator else x.device)
-            perm = perm.to(x.device)
+            perm = randperm(b, generator=generator, device=x.device)
             idx = torch.empty_like(perm)
             idx[perm] = perm.roll(-1)  # sample perm[i] takes perm[i+1]: nobody gets itself when b > 1
         else:

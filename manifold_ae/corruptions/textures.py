@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from manifold_ae.checks import check_choice, check_int, check_positive
+from manifold_ae.rng import rand, randperm
 
 __all__ = ["TEXTURES", "SKIMAGE_TEXTURES", "perlin_noise", "fractal_noise", "colorize",
            "weave", "wood", "marble", "grid", "skimage_texture", "make_texture", "texture_bank"]
@@ -33,13 +34,7 @@ Device = torch.device | str | None
 
 def _rand(shape: Sequence[int], generator: torch.Generator | None, device: Device) -> torch.Tensor:
     """Uniform [0, 1) numbers drawn on the generator's device, returned on ``device`` (float32)."""
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=gen_device).to(device)
-
-
-def _randn(shape: Sequence[int], generator: torch.Generator | None, device: Device) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=gen_device).to(device)
+    return rand(shape, generator=generator, device=device)
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -281,8 +276,7 @@ def texture_bank(count: int, height: int, width: int, *, names: Sequence[str] | 
         if n:
             parts.append(make_texture(name, n, height, width, generator=generator, device=device))
     bank = torch.cat(parts)  # (count, 3, H, W), grouped by texture
-    perm = torch.stack([torch.randperm(3, generator=generator, device=generator.device if generator else device)
-                        for _ in range(count)]).to(bank.device)  # (count, 3)
+    perm = torch.stack([randperm(3, generator=generator, device=bank.device) for _ in range(count)])  # (count, 3)
     bank = torch.gather(bank, 1, perm[:, :, None, None].expand_as(bank))
     if channels == 1:
         bank = (0.299 * bank[:, 0] + 0.587 * bank[:, 1] + 0.114 * bank[:, 2])[:, None]

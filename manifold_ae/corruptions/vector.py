@@ -21,6 +21,7 @@ import torch
 
 from manifold_ae.checks import as_tensor, check_fraction, check_int, check_positive
 from manifold_ae.corruptions.base import MaskedCorruption
+from manifold_ae.rng import draw_device, rand, randint, randn
 
 __all__ = ["RandomSubsetMask", "BlockMask", "FullMask", "GaussianFill", "UniformFill", "ShuffleFill",
            "ConstantFill", "GaussianNoise", "block_masks", "FiniteMaskFamily", "PartialCorruption"]
@@ -34,22 +35,18 @@ def _check_batch(x: Any, owner: str) -> torch.Tensor:
     return x
 
 
-def _device(x: torch.Tensor, generator: torch.Generator | None) -> torch.device:
-    return x.device if generator is None else generator.device
-
-
 def _rand(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Uniform [0, 1) numbers of ``shape`` with x's dtype, drawn on the generator's device, on x's device."""
-    return torch.rand(shape, generator=generator, device=_device(x, generator), dtype=x.dtype).to(x.device)
+    return rand(shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 def _randn(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device=_device(x, generator), dtype=x.dtype).to(x.device)
+    return randn(shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 def _randint(low: int, high: int, shape: tuple[int, ...], x: torch.Tensor,
              generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randint(low, high, shape, generator=generator, device=_device(x, generator)).to(x.device)
+    return randint(low, high, shape, generator=generator, device=x.device)
 
 
 # ----------------------------------------------------------------------------------------------- masks
@@ -330,7 +327,7 @@ class FiniteMaskFamily:
         if x.ndim != 2 or x.shape[1] != self.masks.shape[1]:
             raise ValueError(f"FiniteMaskFamily: x must have shape (B, {self.masks.shape[1]}), "
                              f"got {tuple(x.shape)}")
-        idx = torch.multinomial(self.probs.to(_device(x, generator)), x.shape[0], replacement=True,
+        idx = torch.multinomial(self.probs.to(draw_device(generator, x.device)), x.shape[0], replacement=True,
                                 generator=generator).to(self.masks.device)  # (B,)
         return self.masks[idx].to(device=x.device, dtype=x.dtype)  # (B, n)
 

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
 from manifold_ae.images.config import Config, DataConfig, ModelConfig, ScoreConfig
+from manifold_ae.images.data.split import seeded_split
 
-__all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "holdout_split", "build_datasets", "Scored", "ScoredSet", "Pipeline",
-           "thresholds_from_normal", "load_checkpoint", "resolve_device"]
+__all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
+           "Pipeline", "thresholds_from_normal", "load_checkpoint", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -94,17 +94,12 @@ class Splits:
     test: Dataset | None
 
 
-def holdout_split(num: int, *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split of ``range(num)`` into (train indices, held-out indices), both sorted.
-
-    The held-out part has ``round(fraction * num)`` items (at least 1 when ``fraction > 0``) and the training
-    part keeps at least one.
-    """
+def _holdout_size(num: int, *, fraction: float) -> int:
+    """How many of ``num`` normal training images are held out: ``round(fraction * num)``, at least 1 when
+    ``fraction > 0``, and at most ``num - 1`` so that training keeps one."""
     if num < 1:
         raise ValueError(f"cannot split an empty set of normal training images (num = {num})")
-    n_hold = 0 if fraction <= 0 else min(num - 1, max(1, round(fraction * num)))
-    perm = np.random.default_rng(seed).permutation(num)
-    return sorted(perm[n_hold:].tolist()), sorted(perm[:n_hold].tolist())
+    return 0 if fraction <= 0 else min(num - 1, max(1, round(fraction * num)))
 
 
 def _only_category(root: str) -> str:
@@ -159,13 +154,14 @@ def _build_datasets(cfg: DataConfig) -> Splits:
     any_category = cfg.dataset == "synthetic"
     normal = MVTecAD(cfg.root, category, split="train", any_category=any_category, **common)
     test = MVTecAD(cfg.root, category, split="test", any_category=any_category, **common)
-    train_idx, hold_idx = holdout_split(len(normal), fraction=cfg.holdout_fraction, seed=cfg.split_seed)
+    n_hold = _holdout_size(len(normal), fraction=cfg.holdout_fraction)
+    hold_idx, train_idx = seeded_split(len(normal), sizes=(n_hold,), seed=cfg.split_seed)
     return Splits(train=Subset(normal, train_idx), holdout=Subset(normal, hold_idx) if hold_idx else None,
                   test=test)
 
 
 def _folder_splits(cfg: DataConfig, common: dict[str, Any]) -> Splits:
-    """Seeded test / held-out / train split of the normal folder; anomalous folders go to the test set."""
+    """One seeded split of the normal folder into (test, held-out, train); anomalous folders go to the test set."""
     from manifold_ae.images.data.folder import FolderDataset
 
     if not cfg.normal_dir:
@@ -174,13 +170,12 @@ def _folder_splits(cfg: DataConfig, common: dict[str, Any]) -> Splits:
     root = Path(cfg.root)
     masks = {"mask_dir": root / cfg.mask_dir if cfg.mask_dir else None, "mask_suffix": cfg.mask_suffix}
     names = [s.image.name for s in FolderDataset(root / cfg.normal_dir, **common).samples]
-    perm = np.random.default_rng(cfg.split_seed).permutation(len(names))
     n_test = round(cfg.test_normal_fraction * len(names)) if cfg.abnormal_dirs else 0
-    test_names = sorted(names[i] for i in perm[:n_test])
-    rest = [names[i] for i in perm[n_test:]]
-    train_idx, hold_idx = holdout_split(len(rest), fraction=cfg.holdout_fraction, seed=cfg.split_seed)
-    train = FolderDataset(root / cfg.normal_dir, files=[rest[i] for i in train_idx], **common)
-    holdout = FolderDataset(root / cfg.normal_dir, files=[rest[i] for i in hold_idx], **common) if hold_idx else None
+    n_hold = _holdout_size(len(names) - n_test, fraction=cfg.holdout_fraction)
+    test_names, hold_names, train_names = ([names[i] for i in part] for part in
+                                           seeded_split(len(names), sizes=(n_test, n_hold), seed=cfg.split_seed))
+    train = FolderDataset(root / cfg.normal_dir, files=train_names, **common)
+    holdout = FolderDataset(root / cfg.normal_dir, files=hold_names, **common) if hold_names else None
     test = None
     if cfg.abnormal_dirs:
         if not test_names:

@@ -18,10 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from manifold_ae.checks import check_fraction, check_int
 from manifold_ae.images.data.io import ImageDataset, Sample, list_images, report_problem, require_dir
+from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["FolderDataset", "FolderSplits", "magnetic_tile_splits", "split_beside"]
 
@@ -152,10 +151,10 @@ def magnetic_tile_splits(root: PathLike, *, train_fraction: float = 0.7, val_fra
                          channels: int = 1, resize_mode: str = "pad", cache: bool = False) -> FolderSplits:
     """Magnetic Tile Defects (Huang et al. 2020) split into train, val and test.
 
-    A seeded permutation of the sorted ``MT_Free/Imgs`` images gives ``train_fraction`` of them to train,
-    ``val_fraction`` to val (normal only, for thresholds), and the rest to test together with every image of
-    the defect classes (``MT_<Class>/Imgs/*.jpg`` with its mask ``*.png`` beside it; defect name = the class in
-    lower case, e.g. "blowhole").
+    A seeded permutation of the sorted ``MT_Free/Imgs`` images (``data.split.seeded_split``) gives
+    ``train_fraction`` of them to train, ``val_fraction`` to val (normal only, for thresholds), and the rest to
+    test together with every image of the defect classes (``MT_<Class>/Imgs/*.jpg`` with its mask ``*.png``
+    beside it; defect name = the class in lower case, e.g. "blowhole").
 
     Parameters
     ----------
@@ -187,14 +186,12 @@ def magnetic_tile_splits(root: PathLike, *, train_fraction: float = 0.7, val_fra
                                              f"the images and masks of class {name} (MT_{name}/Imgs/*.jpg + *.png)")
     names, _ = split_beside(list_images(free, what="defect-free tile images"), mask_ext=".png")
     names = [p.name for p in names]
-    order = np.random.default_rng(seed).permutation(len(names))
     n_train = max(1, round(train_fraction * len(names)))
     n_val = round(val_fraction * len(names))
     if n_train + n_val >= len(names):
         raise ValueError(f"train_fraction={train_fraction} and val_fraction={val_fraction} leave no normal test "
                          f"image out of {len(names)} in {free}")
-    parts = [sorted(names[i] for i in order[a:b]) for a, b in
-             ((0, n_train), (n_train, n_train + n_val), (n_train + n_val, len(names)))]
+    parts = [[names[i] for i in part] for part in seeded_split(len(names), sizes=(n_train, n_val), seed=seed)]
     common = dict(image_size=image_size, channels=channels, resize_mode=resize_mode, mask_ext=".png", cache=cache)
     train = FolderDataset(free, files=parts[0], **common)
     val = FolderDataset(free, files=parts[1], **common) if parts[1] else None
