@@ -1,8 +1,8 @@
 """Benchmark of the Jacobian penalties behind T5 (``manifold_ae.objectives``).
 
-1. The batched exact penalty ``||J_f(x_b)||_F^2`` (``torch.func.vmap(jacrev)``) against the per-sample Python
-   loop it replaces (``torch.autograd.functional.jacobian`` per sample), both as a training step: penalty
-   plus its backward pass to the parameters. Target: >= 20x.
+1. The batched exact penalty ``||J_f(x_b)||_F^2`` (``theory.jacobian``, one ``torch.func.jacrev``) against the
+   per-sample Python loop it replaces (``torch.autograd.functional.jacobian`` per sample), both as a training
+   step: penalty plus its backward pass to the parameters. Target: >= 20x.
 2. Cost of the Hutchinson estimate against the exact penalty as the ambient dimension n grows, next to plain
    reconstruction, and the estimate's relative error on the batch mean.
 
@@ -112,7 +112,7 @@ def markdown(result: dict) -> str:
         "",
         "## Batched exact penalty against a per-sample loop",
         "",
-        "`jacobian_frobenius_sq(model, x)` (one `torch.func.vmap(jacrev)` call) against one "
+        "`jacobian_frobenius_sq(model, x)` (one `theory.jacobian` call: `torch.func.jacrev` of the batch sum) against one "
         "`torch.autograd.functional.jacobian` per sample.",
         "",
         "| n | batch | MLP hidden | batched (s) | loop (s) | speed-up | max rel. difference |",
@@ -141,7 +141,7 @@ def markdown(result: dict) -> str:
             + " | ".join(f"{row[f'relative_error_hutchinson_{k}']:.3f}" for k in probes) + " |")
     lines += [
         "",
-        "Reading: the exact penalty needs n vector-Jacobian products per sample (batched by vmap), each about as "
+        "Reading: the exact penalty needs n vector-Jacobian products per sample (batched over the samples), each about as "
         "costly as a backward pass whose own cost grows with n (first and last layers), so its time grows faster "
         "than linearly in n; one Hutchinson probe costs one extra backward pass whatever n is. "
         "The estimate's error falls like 1/sqrt(probes * batch) and, for these "

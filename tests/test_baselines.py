@@ -103,6 +103,17 @@ def test_pipeline_scores_the_pca_baseline_like_a_reference_written_here():
     np.testing.assert_allclose(out.score.numpy(), ref_heat.reshape(3, -1).max(1), rtol=1e-4, atol=1e-7)
 
 
+def test_pipeline_topk_score_is_the_mean_of_the_configured_pixel_count():
+    train = low_rank_images(30, rank=5, noise=0.02, shape=(1, 16, 16), seed=5).float().clamp(0, 1)
+    pca = fit_pca(train, n_components=4)
+    x = low_rank_images(3, rank=5, noise=0.1, shape=(1, 16, 16), seed=6).float().clamp(0, 1)
+    out = Pipeline(pca, image_size=16, channels=1, score=ScoreConfig(sigma=0.0, reduction="topk", topk=5))(x)
+    residual = ((x - pca(x)) ** 2).mean(1).reshape(3, -1).double().numpy()  # (B, H * W), no smoothing
+    ref = np.sort(residual, axis=1)[:, ::-1][:, :5].mean(1)
+    np.testing.assert_allclose(out.score.numpy(), ref, rtol=1e-5)
+    assert not np.allclose(ref, residual.max(1))  # the reduction matters here
+
+
 def test_state_round_trip_and_dataset_input():
     train = low_rank_images(12, rank=3, noise=0.01, seed=7).float()
     dataset = [{"image": img} for img in train]
