@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from manifold_ae.checks import check_choice
 from manifold_ae.manifolds.base import Manifold, NormalRaySample, ProjectionResult
+from manifold_ae.manifolds.grating import GratingManifold
 from manifold_ae.manifolds.helix import Helix, helix_reach
 from manifold_ae.manifolds.reach import estimate_reach
 from manifold_ae.manifolds.s_curve import S_CURVE_REACH, SCurve
@@ -15,10 +16,12 @@ from manifold_ae.manifolds.sphere import Circle, Sphere
 from manifold_ae.manifolds.subspace import Subspace
 from manifold_ae.manifolds.swiss_roll import SPIRAL_REACH, SwissRoll
 from manifold_ae.manifolds.torus import FlatTorus, RingTorus
+from manifold_ae.manifolds.translation import TranslationManifold, band_limited_template
 
 __all__ = ["MANIFOLDS", "make_manifold", "Manifold", "ProjectionResult", "NormalRaySample", "Subspace", "Circle",
            "Sphere", "FlatTorus", "RingTorus", "Helix", "SwissRoll", "SCurve", "estimate_reach", "helix_reach",
-           "SPIRAL_REACH", "S_CURVE_REACH"]
+           "SPIRAL_REACH", "S_CURVE_REACH", "IMAGE_MANIFOLDS", "make_image_manifold", "TranslationManifold",
+           "GratingManifold", "band_limited_template"]
 
 _CLASSES: dict[str, type[Manifold]] = {
     "subspace": Subspace, "circle": Circle, "sphere": Sphere, "flat_torus": FlatTorus, "ring_torus": RingTorus,
@@ -49,3 +52,34 @@ def make_manifold(name: str, *, ambient_dim: int | None = None, seed: int = 0, *
         return cls(ambient_dim=ambient_dim, seed=seed, **params)
     except TypeError as err:   # unknown keyword: say which family and what it accepts
         raise ValueError(f"invalid parameters {sorted(params)} for manifold {name!r}: {err}") from err
+
+
+IMAGE_MANIFOLDS: tuple[str, ...] = ("translation", "grating")   # kept apart from MANIFOLDS: T1 loops over those
+
+
+def make_image_manifold(name: str, *, size: int = 32, seed: int = 0, **params) -> Manifold:
+    """Build an image manifold of ``size × size`` images (points flattened to (..., size²)), T9 groundwork.
+
+    Parameters
+    ----------
+    name : str
+        One of ``IMAGE_MANIFOLDS``.
+    size : int, default 32
+        Image side N.
+    seed : int, default 0
+        Seed of the random template (translation).
+    **params
+        translation: ``bandwidth`` (default 4; the template is ``band_limited_template(size, bandwidth=, seed=)``)
+        or an explicit ``template`` (N, N); grating: ``wavevectors``, ``amplitude``; both accept ``dtype``.
+    """
+    check_choice(name, "name", IMAGE_MANIFOLDS)
+    try:
+        if name == "translation":
+            template = params.pop("template", None)
+            bandwidth = params.pop("bandwidth", 4)
+            if template is None:
+                template = band_limited_template(size, bandwidth=bandwidth, seed=seed)
+            return TranslationManifold(template, **params)
+        return GratingManifold(size=size, **params)
+    except TypeError as err:   # unknown keyword: say which family and what it accepts
+        raise ValueError(f"invalid parameters {sorted(params)} for image manifold {name!r}: {err}") from err
