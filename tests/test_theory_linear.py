@@ -22,7 +22,7 @@ def _spectrum_data(rng, num, n, scales):
 
 
 @pytest.mark.parametrize("centre", [False, True])
-def test_pca_projector_matches_numpy_svd(centre):
+def test_pca_basis_projector_matches_numpy_svd(centre):
     rng = np.random.default_rng(0)
     x = _spectrum_data(rng, 500, 6, np.array([3.0, 2.0, 1.0, 0.3, 0.2, 0.1])) + (1.5 if centre else 0.0)
     xc = x - x.mean(0) if centre else x
