@@ -47,12 +47,14 @@ from manifold_ae.checks import as_hw, check_choice, check_int
 
 __all__ = ["IMAGE_EXTENSIONS", "RESIZE_MODES", "Sample", "ImageDataset", "EmptyMaskError", "load_image",
            "load_mask", "load_pair", "binarise_mask", "list_images", "require_dir", "collect_problems",
-           "report_problem", "missing_mask", "item_problems"]
+           "report_problem", "missing_mask", "item_problems", "MASK_RULES", "category_dir"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RESIZE_MODES: tuple[str, ...] = ("stretch", "pad")
 #: full scales a mask's values are read against: bool / 8-bit / 16-bit / 32-bit
 MASK_FULL_SCALES: tuple[int, ...] = (1, 255, 65535, 2**32 - 1)
+#: how mask values become defect pixels: "auto" (:func:`binarise_mask`) or "nonzero" (every nonzero value, VisA)
+MASK_RULES: tuple[str, ...] = ("auto", "nonzero")
 PathLike = str | os.PathLike
 
 _PROBLEMS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("manifold_ae_data_problems",
@@ -101,6 +103,18 @@ def require_dir(path: PathLike, what: str) -> Path:
         state = "is not a folder" if p.exists() else "does not exist"
         raise ValueError(f"{p} {state}; expected {what}")
     return p
+
+
+def category_dir(root: Path, category: str, *, layout: str) -> Path:
+    """``root / category`` as a folder; else ValueError naming it, ``layout`` and the category folders found."""
+    if not isinstance(category, str) or not category or "/" in category or "\\" in category:
+        raise ValueError(f"category must be a folder name, got {category!r}")
+    folder = root / category
+    if not folder.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise ValueError(f"category folder {folder} does not exist; expected {layout} (category folders found "
+                         f"under {root}: {found})")
+    return folder
 
 
 def list_images(folder: PathLike, *, what: str = "images") -> list[Path]:
@@ -171,17 +185,23 @@ def _read(path: PathLike, what: str) -> np.ndarray:
     return _decode(path, what, _image_values)
 
 
-def binarise_mask(values: np.ndarray) -> np.ndarray:
+def binarise_mask(values: np.ndarray, *, rule: str = "auto") -> np.ndarray:
     """A mask's values (h, w) in its own encoding → (h, w) bool, True = defect.
+
+    ``rule="nonzero"``: defect wherever the value is nonzero, however many values there are (datasets whose
+    masks store defect ids, e.g. VisA). ``rule="auto"`` (default):
 
     Two values {0, v} (or a constant mask): defect where nonzero, whatever ``v`` is (0/1, 0/255, 0/65535,
     bool). Otherwise (more values, e.g. soft or JPEG edges): defect where the value exceeds half of the mask's
     full scale, the smallest of :data:`MASK_FULL_SCALES` (1, 255, 65535, 2**32 - 1) that holds its largest
     value, or that value itself above them (float masks): an 8-bit soft mask is defect at ``value >= 128``.
     """
+    check_choice(rule, "rule", MASK_RULES)
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         return np.zeros(v.shape, dtype=bool)
+    if rule == "nonzero":
+        return v != 0.0
     low, high = float(v.min()), float(v.max())
     if low == high or (low == 0.0 and np.all((v == 0.0) | (v == high))):  # constant, or two values {0, v}
         return v != 0.0
@@ -246,9 +266,9 @@ def load_image(path: PathLike, *, channels: int = 3, size: int | Sequence[int] |
     return _fit(t, _size_arg(size), resize_mode, nearest=False)
 
 
-def _read_mask(path: PathLike) -> torch.Tensor:
+def _read_mask(path: PathLike, rule: str = "auto") -> torch.Tensor:
     """Decode a mask file into a float32 tensor (1, h, w) in {0, 1} at file resolution (:func:`binarise_mask`)."""
-    defect = binarise_mask(_decode(path, "mask file", _mask_values))  # (h, w)
+    defect = binarise_mask(_decode(path, "mask file", _mask_values), rule=rule)  # (h, w)
     return torch.from_numpy(defect.astype(np.float32))[None]
 
 
@@ -274,10 +294,21 @@ def load_mask(path: PathLike, *, size: int | Sequence[int] | None = None,
     return _fit(m, _size_arg(size), resize_mode, nearest=True)
 
 
-def load_pair(image_path: PathLike, mask_path: PathLike | None, *, channels: int = 3,
+def _mask_files(mask_path: PathLike | Sequence[PathLike]) -> list[PathLike]:
+    """One mask file, or several to be merged (union), as a non-empty list."""
+    paths = [mask_path] if isinstance(mask_path, (str, os.PathLike)) else list(mask_path)
+    if not paths:
+        raise ValueError("mask_path is an empty sequence; expected a mask file, several to merge, or None")
+    return paths
+
+
+def load_pair(image_path: PathLike, mask_path: PathLike | Sequence[PathLike] | None, *, channels: int = 3,
               size: int | Sequence[int] | None = None, resize_mode: str = "stretch",
-              anomalous: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              anomalous: bool = False, mask_rule: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Read an image and its mask (None = normal: all zeros), checking both have the same file size.
+
+    A sequence of mask files is merged: defect where any of them marks defect (MVTec LOCO's one file per
+    defect region). ``mask_rule``: :data:`MASK_RULES` (:func:`binarise_mask`).
 
     With ``anomalous=True`` the mask must mark at least one pixel at file resolution, else
     :class:`EmptyMaskError`.
@@ -294,19 +325,23 @@ def load_pair(image_path: PathLike, mask_path: PathLike | None, *, channels: int
     if mask_path is None:
         mask = torch.zeros((1,) + tuple(image.shape[-2:]), dtype=torch.float32)
     else:
-        mask = _read_mask(mask_path)
-        if mask.shape[-2:] != image.shape[-2:]:
-            raise ValueError(f"mask file {mask_path} is {mask.shape[-2]}x{mask.shape[-1]} (height x width); "
-                             f"expected {image.shape[-2]}x{image.shape[-1]}, the size of its image {image_path}")
+        paths = _mask_files(mask_path)
+        mask = torch.zeros((1,) + tuple(image.shape[-2:]), dtype=torch.float32)  # (1, h, w)
+        for path in paths:
+            part = _read_mask(path, mask_rule)
+            if part.shape[-2:] != image.shape[-2:]:
+                raise ValueError(f"mask file {path} is {part.shape[-2]}x{part.shape[-1]} (height x width); "
+                                 f"expected {image.shape[-2]}x{image.shape[-1]}, the size of its image {image_path}")
+            mask = torch.maximum(mask, part)
         if anomalous and not bool(mask.any()):
-            raise _empty_mask(mask_path, image_path)
+            raise _empty_mask(", ".join(map(str, paths)), image_path)
     return _fit(image, target, resize_mode, nearest=False), _fit(mask, target, resize_mode, nearest=True)
 
 
-def _is_empty_mask(path: PathLike) -> bool:
-    """Whether the mask file marks no pixel; False when it cannot be read (reading its item reports that)."""
+def _is_empty_mask(path: PathLike | Sequence[PathLike], rule: str = "auto") -> bool:
+    """Whether the mask file(s) mark no pixel; False when one cannot be read (reading its item reports that)."""
     try:
-        return not bool(_read_mask(path).any())
+        return not any(bool(_read_mask(p, rule).any()) for p in _mask_files(path))
     except ValueError:
         return False
 
@@ -329,7 +364,7 @@ class Sample(NamedTuple):
     """One indexed file: where the image and its mask are, and its label."""
 
     image: Path
-    mask: Path | None  # None for normal images (mask of zeros)
+    mask: Path | tuple[Path, ...] | None  # None for normal images (mask of zeros); several files are merged
     label: int  # 0 normal, 1 anomalous
     defect: str  # "good" for normal images
 
@@ -345,15 +380,18 @@ class ImageDataset(torch.utils.data.Dataset):
     resize_mode : {"stretch", "pad"}
     cache : bool, default False
         Keep decoded items in memory after the first read (per process; each DataLoader worker has its own).
+    mask_rule : {"auto", "nonzero"}, default "auto"
+        How mask values become defect pixels (:func:`binarise_mask`).
     """
 
     def __init__(self, samples: Sequence[Sample], *, image_size: int | Sequence[int] = 256, channels: int = 3,
-                 resize_mode: str = "stretch", cache: bool = False) -> None:
+                 resize_mode: str = "stretch", cache: bool = False, mask_rule: str = "auto") -> None:
         self.samples: tuple[Sample, ...] = tuple(samples)
         self.image_size = as_hw(image_size, "image_size")
         self.channels = check_choice(channels, "channels", (1, 3))
         self.resize_mode = check_choice(resize_mode, "resize_mode", RESIZE_MODES)
         self.cache = bool(cache)
+        self.mask_rule = check_choice(mask_rule, "mask_rule", MASK_RULES)
         self._cache: dict[int, dict[str, Any]] = {}
         self.excluded: tuple[Sample, ...] = ()  # left out by drop_empty_masks
 
@@ -378,7 +416,7 @@ class ImageDataset(torch.utils.data.Dataset):
             return dict(self._cache[index])
         s = self.samples[index]
         image, mask = load_pair(s.image, s.mask, channels=self.channels, size=self.image_size,
-                                resize_mode=self.resize_mode, anomalous=s.label == 1)
+                                resize_mode=self.resize_mode, anomalous=s.label == 1, mask_rule=self.mask_rule)
         item = {"image": image, "mask": mask, "label": s.label, "defect": s.defect, "path": str(s.image)}
         if self.cache:
             self._cache[index] = item
@@ -392,7 +430,8 @@ class ImageDataset(torch.utils.data.Dataset):
         """
         kept, dropped = [], []
         for s in self.samples:
-            (dropped if s.label == 1 and s.mask is not None and _is_empty_mask(s.mask) else kept).append(s)
+            empty = s.label == 1 and s.mask is not None and _is_empty_mask(s.mask, self.mask_rule)
+            (dropped if empty else kept).append(s)
         if not dropped:
             return ()
         if not any(s.label == 1 for s in kept) and any(s.label == 1 for s in self.samples):
