@@ -25,6 +25,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from plotly.colors.qualitative import D3   # the colours of matplotlib's C0..C9 (tab10)
 from plotly.subplots import make_subplots
 from torch import nn
 
@@ -302,9 +303,10 @@ def roc_explorer(manifold: Manifold, models: Mapping[str, nn.Module], *,
     label = widgets.HTML()
     figure = go.FigureWidget(go.Figure(
         [go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"color": "lightgray"})]
-        + [go.Scatter(x=[], y=[], mode="lines", name=name,
-                      line={"color": "black", "dash": "dash", "width": 3} if name == ORACLE_SCORE else {})
-           for name in names]))
+        + [go.Scatter(x=[], y=[], mode="lines", name=name,   # colour i as viz.anomaly_figures.roc_figure's C{i}
+                      line={"color": "black", "dash": "dash", "width": 3} if name == ORACLE_SCORE
+                      else {"color": D3[i % len(D3)]})
+           for i, name in enumerate(names)]))
     figure.update_layout(xaxis={"title": "false-positive rate"}, yaxis={"title": "true-positive rate"},
                          height=460, width=620, legend=_LEGEND)
     arrays: dict[str, Any] = {}
@@ -469,8 +471,8 @@ def run_browser(run_dir: str | Path, *, eval_dir: str | Path | None = None, devi
     items = [test[i] for i in range(len(test))]
     classes = ["all", *sorted({str(it["defect"]) for it in items}, key=lambda c: (c != "good", c))]
     thresholds = metrics.get("thresholds") or {}
-    vmax = 2 * thresholds["pixel"] if "pixel" in thresholds else float(
-        pipe(torch.stack([it["image"] for it in items[:32]])).heatmap.max()) or 1.0
+    vmax = max(float(pipe(torch.stack([it["image"] for it in items[i:i + 32]])).heatmap.max())   # no saturation
+               for i in range(0, len(items), 32)) or 1.0
     controls = {"defect": widgets.Dropdown(options=classes, value="all", description="class"),
                 "index": widgets.IntSlider(value=0, min=0, max=len(items) - 1, description="image",
                                            continuous_update=False)}
@@ -516,7 +518,10 @@ def run_browser(run_dir: str | Path, *, eval_dir: str | Path | None = None, devi
                 f"{numbers['threshold']:.4g} → <b>{verdict}</b>")
         if "pixel_auroc" in numbers:
             text += f"; pixel AUROC {numbers['pixel_auroc']:.3f}"
-        text += (f"<br>class <b>{html.escape(controls['defect'].value)}</b> (metrics.json, against all good images): "
+        c = controls["defect"].value
+        scope = (f"class <b>{html.escape(c)}</b> (metrics.json, against all good images)" if c not in ("all", "good")
+                 else "all test images (metrics.json)")
+        text += (f"<br>{scope}: "
                  f"image AUROC {numbers['image_auroc']:.3f}, pixel AUROC {numbers['pixel_auroc_class']:.3f}, "
                  f"AUPRO@0.3 {numbers['aupro']:.3f}")
         label.value = text

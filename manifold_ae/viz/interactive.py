@@ -135,8 +135,8 @@ def field_figure(grid: Any, arrows: Mapping[str, Any], *, curve: Any, samples: A
         if a.shape != g.shape:
             raise ValueError(f"arrows[{label!r}] must have the shape of grid {g.shape}, got {a.shape}")
         x, y = segments(g, g + a)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=label,
-                                 line={"color": colours[i % len(colours)], "width": 1.5}))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=label, showlegend=bool(np.isfinite(a).any()),
+                                 line={"color": colours[i % len(colours)], "width": 1.5}))   # no entry for no arrows
     layout: dict[str, Any] = {"title": title, "height": 520, "width": 560, "margin": {"l": 40, "r": 10, "t": 50, "b": 40},
                               "yaxis": {"scaleanchor": "x", "scaleratio": 1}, "legend": {"orientation": "h"}}
     if extent is not None:
@@ -173,7 +173,7 @@ def spectrum_figure(eigenvalues: Any, series: Mapping[str, Any], *, sigma: float
             raise ValueError(f"series[{label!r}] must have shape {lam.shape} like eigenvalues, got {v.shape}")
         fig.add_trace(go.Scatter(x=lam, y=v, mode="markers", name=label, marker={"size": 10}))
     fig.update_layout(title=title, xaxis={"type": "log", "title": "data eigenvalue λ"},
-                      yaxis={"title": "eigenvalue of the map", "range": [-0.05, 1.1]}, height=420, width=560,
-                      legend={"orientation": "h"})
+                      yaxis={"title": "eigenvalue of the map", "range": [-0.05, 1.1]}, height=460, width=560,
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.25})   # below the x-axis title
     return fig
 
