@@ -25,7 +25,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.colors.qualitative import D3   # the colours of matplotlib's C0..C9 (tab10)
+from plotly.colors import qualitative   # qualitative.D3: the colours of matplotlib's C0..C9 (tab10)
 from plotly.subplots import make_subplots
 from torch import nn
 
@@ -305,7 +305,7 @@ def roc_explorer(manifold: Manifold, models: Mapping[str, nn.Module], *,
         [go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"color": "lightgray"})]
         + [go.Scatter(x=[], y=[], mode="lines", name=name,   # colour i as viz.anomaly_figures.roc_figure's C{i}
                       line={"color": "black", "dash": "dash", "width": 3} if name == ORACLE_SCORE
-                      else {"color": D3[i % len(D3)]})
+                      else {"color": qualitative.D3[i % len(qualitative.D3)]})
            for i, name in enumerate(names)]))
     figure.update_layout(xaxis={"title": "false-positive rate"}, yaxis={"title": "true-positive rate"},
                          height=460, width=620, legend=_LEGEND)
