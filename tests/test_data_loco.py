@@ -137,3 +137,20 @@ def test_missing_mask_folder_names_the_file_and_is_collected(tmp_path):
         test = MVTecLOCO(tmp_path, "pushpins", split="test")
     assert len(problems) == 1 and "logical_anomalies/000.png has no mask" in problems[0]
     assert test.defects == ["good", "good", "structural_anomalies"]
+
+
+def test_build_datasets_holds_out_the_validation_split_and_check_data_lists_missing_masks(tmp_path):
+    from manifold_ae.commands.check_data import check_data
+    from manifold_ae.images.config import DataConfig
+    from manifold_ae.images.pipeline import build_datasets
+
+    make_tree(tmp_path)
+    cfg = DataConfig(dataset="mvtec_loco", root=str(tmp_path), category="pushpins", image_size=SIZE)
+    splits = build_datasets(cfg)
+    assert (len(splits.train), len(splits.holdout), len(splits.test)) == (3, 2, 4)
+    assert {s.image.parent.name for s in splits.holdout.samples} == {"good"}
+    assert all(s.image.parent.parent.name == "validation" for s in splits.holdout.samples)
+    assert check_data(cfg).ok
+    shutil.rmtree(tmp_path / "pushpins" / "ground_truth" / "structural_anomalies" / "000")
+    report = check_data(cfg)
+    assert len(report.problems) == 1 and "structural_anomalies/000/000.png" in report.problems[0]

@@ -111,3 +111,19 @@ def test_missing_mask_names_the_file_and_is_collected(tmp_path):
     shutil.rmtree(tmp_path / "can" / "test_public" / "ground_truth")
     with pytest.raises(ValueError, match=r"ground_truth/bad does not exist; expected the masks of the bad test"):
         MVTecAD2(tmp_path, "can", split="test")
+
+
+def test_build_datasets_holds_out_the_validation_split(tmp_path):
+    from manifold_ae.commands.check_data import check_data
+    from manifold_ae.images.config import DataConfig
+    from manifold_ae.images.pipeline import build_datasets
+
+    make_tree(tmp_path)
+    cfg = DataConfig(dataset="mvtec_ad2", root=str(tmp_path), category="can", image_size=SIZE)
+    splits = build_datasets(cfg)
+    folders = {name: sorted({s.image.parent.relative_to(tmp_path).as_posix() for s in ds.samples})
+               for name, ds in (("train", splits.train), ("holdout", splits.holdout), ("test", splits.test))}
+    assert folders == {"train": ["can/train/good"], "holdout": ["can/validation/good"],
+                       "test": ["can/test_public/bad", "can/test_public/good"]}
+    assert (len(splits.train), len(splits.holdout), len(splits.test)) == (3, 2, 4)
+    assert check_data(cfg).ok

@@ -131,3 +131,22 @@ def test_missing_mask_and_image_name_the_file_and_are_collected(tmp_path):
     assert "line 3: image" in problems[0] and "Normal/0001.JPG does not exist" in problems[0]
     assert str(missing) in problems[1]
     assert [s.image.name for s in test.samples] == ["000.JPG"]
+
+
+def test_build_datasets_holds_out_by_the_seeded_split(tmp_path):
+    from manifold_ae.commands.check_data import check_data
+    from manifold_ae.images.config import DataConfig
+    from manifold_ae.images.pipeline import build_datasets
+
+    make_tree(tmp_path)
+    cfg = DataConfig(dataset="visa", root=str(tmp_path), category="candle", image_size=SIZE,
+                     holdout_fraction=0.34, split_seed=3)
+    splits = build_datasets(cfg)
+    names = ["0000.JPG", "0002.JPG", "0003.JPG"]  # the CSV's candle training rows, in order
+    order = np.random.default_rng(3).permutation(3)  # docs/data.md: one permutation, cut into (held-out, train)
+    held = [splits.holdout.dataset.samples[i].image.name for i in splits.holdout.indices]
+    train = [splits.train.dataset.samples[i].image.name for i in splits.train.indices]
+    assert held == [names[i] for i in sorted(order[:1])]
+    assert train == [names[i] for i in sorted(order[1:])]
+    assert [s.image.name for s in splits.test.samples] == ["0001.JPG", "000.JPG", "001.JPG"]
+    assert check_data(cfg).ok

@@ -32,7 +32,7 @@ __all__ = ["DataConfig", "ModelConfig", "ObjectiveConfig", "CorruptionConfig", "
            "parse_overrides", "to_toml", "save_config"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
-DATASETS = ("synthetic", "mvtec", "folder", "magnetic_tile")
+DATASETS = ("synthetic", "mvtec", "folder", "magnetic_tile", "visa", "mvtec_ad2", "mvtec_loco")
 OBJECTIVES = ("selfsupervised", "reconstruction", "denoising")
 
 
@@ -46,6 +46,8 @@ class DataConfig:
     ``mask_dir``, named ``<stem><mask_suffix>.png``). For ``folder`` and ``magnetic_tile`` a seeded
     ``test_normal_fraction`` of the normal images goes to the test set. ``holdout_fraction`` of the remaining
     normal training images (seed ``split_seed``) is held out of training and used only to set thresholds.
+    ``visa`` (``root`` holds ``split_csv/1cls.csv``; held out like ``mvtec``), ``mvtec_ad2`` and ``mvtec_loco``
+    (``root``/``category``; their ``validation/good`` is the held-out set, ``holdout_fraction`` is not used).
     ``normalize``: ``none``, or ``gain``: every image, when loaded and before any corruption, is multiplied so
     that the mean of its non-zero pixels is ``normalize_target``, then clipped to [0, 1] (for illumination that
     varies from image to image; ``pipeline.normalize_intensity``).

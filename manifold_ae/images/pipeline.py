@@ -151,9 +151,22 @@ def _build_datasets(cfg: DataConfig) -> Splits:
     from manifold_ae.images.data.mvtec import MVTecAD
 
     category = cfg.category or _only_category(cfg.root)
+    if cfg.dataset in ("mvtec_ad2", "mvtec_loco"):  # their own validation/good is the held-out set
+        from manifold_ae.images.data.mvtec_ad2 import MVTecAD2
+        from manifold_ae.images.data.mvtec_loco import MVTecLOCO
+
+        dataset = MVTecAD2 if cfg.dataset == "mvtec_ad2" else MVTecLOCO
+        return Splits(train=dataset(cfg.root, category, split="train", **common),
+                      holdout=dataset(cfg.root, category, split="validation", **common),
+                      test=dataset(cfg.root, category, split="test", **common))
     any_category = cfg.dataset == "synthetic"
-    normal = MVTecAD(cfg.root, category, split="train", any_category=any_category, **common)
-    test = MVTecAD(cfg.root, category, split="test", any_category=any_category, **common)
+    if cfg.dataset == "visa":
+        from manifold_ae.images.data.visa import VisA
+
+        normal, test = (VisA(cfg.root, category, split=split, **common) for split in ("train", "test"))
+    else:
+        normal = MVTecAD(cfg.root, category, split="train", any_category=any_category, **common)
+        test = MVTecAD(cfg.root, category, split="test", any_category=any_category, **common)
     n_hold = _holdout_size(len(normal), fraction=cfg.holdout_fraction)
     hold_idx, train_idx = seeded_split(len(normal), sizes=(n_hold,), seed=cfg.split_seed)
     return Splits(train=Subset(normal, train_idx), holdout=Subset(normal, hold_idx) if hold_idx else None,
