@@ -76,7 +76,7 @@ def test_scratch_copy_is_used_and_the_source_tree_is_never_modified(tmp_path):
 
 def test_make_scratch_refuses_a_destination_inside_the_source(tmp_path):
     src = _fake_tree(tmp_path / "src")
-    for dest in (src, src / "tests" / "scratch", src / "manifold_ae"):
+    for dest in (src, src / "tests" / "scratch", src / "manifold_ae", src / "elsewhere"):
         with pytest.raises(ValueError, match="lies inside the source tree"):
             make_scratch(src, dest)
     with pytest.raises(ValueError, match="does not exist"):
