@@ -280,6 +280,18 @@ def test_translation_posterior_mean_tends_to_projection_at_rate_sigma_squared(tr
     assert abs(errs[0] / float(sigmas[0]) ** 2 - limit) < 0.02 * limit
 
 
+def test_image_manifold_hooks(translation, grating):
+    assert translation.numeric_projection and not grating.numeric_projection
+    gen = torch.Generator().manual_seed(11)
+    p, _ = translation.sample(4, generator=gen)
+    x = p + 2 * translation.reach / N * torch.randn(p.shape, generator=gen, dtype=torch.float64)
+    brute = translation.brute_force_distance(x, nodes=128 ** 2)
+    ours = translation.distance(x)
+    assert bool((ours <= brute + 1e-10).all()) and float((brute - ours).max()) < 0.05 * float(ours.min())
+    pts = grating.reach_sample(600)
+    assert abs(estimate_reach(pts, grating.tangent_basis(pts)) - grating.reach) / grating.reach < 1e-9
+
+
 # ---------------------------------------------------------------------------- errors, registry, lattice
 def test_image_manifold_bad_input_names_the_argument():
     g = band_limited_template(N, bandwidth=K, seed=0)

@@ -97,22 +97,28 @@ class GratingManifold(PixelManifold):
         phi = torch.remainder(torch.atan2(-unit[:, 1].detach(), unit[:, 0].detach()), _TWO_PI)
         theta = phi + _TWO_PI * j
         # φ within an ulp of 2π can round θ onto circle j + 1: such φ is the point φ = 0 of circle j
-        theta = torch.where(self._split(theta[:, None])[0] == j, theta, _TWO_PI * j.to(theta.dtype))
+        theta = torch.where(self._orientation_phase(theta[:, None])[0] == j, theta, _TWO_PI * j.to(theta.dtype))
         return point, theta[:, None]
 
-    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _orientation_phase(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta = torch.remainder(params[:, 0], _TWO_PI * len(self.wavevectors))
         j = torch.div(theta, _TWO_PI, rounding_mode="floor").long().clamp(max=len(self.wavevectors) - 1)
         return j, theta - _TWO_PI * j
 
     def _point_base(self, params):
-        j, phi = self._split(params)
+        j, phi = self._orientation_phase(params)
         return self.amplitude * (torch.cos(phi)[:, None] * self._cos[j] - torch.sin(phi)[:, None] * self._sin[j])
 
     def _tangent_base(self, y, params):
-        j, phi = self._split(params)
+        j, phi = self._orientation_phase(params)
         d = -(torch.sin(phi)[:, None] * self._cos[j] + torch.cos(phi)[:, None] * self._sin[j])   # ∂φ / A
         return (d * (math.sqrt(2) / self.size))[..., None]                 # unit: ‖∂φ‖ = A N/√2 = R
+
+    def reach_sample(self, num: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``num`` points equally spaced in θ over all J circles (contains the bottleneck pairs of I.7)."""
+        num = check_int(num, "num", minimum=2)
+        theta = torch.arange(num, dtype=self.dtype) * (_TWO_PI * len(self.wavevectors) / num)
+        return self.from_params(theta[:, None])
 
     def _sample_params(self, num, generator, density):
         return _TWO_PI * len(self.wavevectors) * torch.rand(num, 1, generator=generator, dtype=self.dtype)

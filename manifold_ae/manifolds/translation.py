@@ -270,6 +270,7 @@ class TranslationManifold(PixelManifold):
     name = "translation"
     densities = ("area", "parameter")
     default_density = "area"
+    numeric_projection = True   # grid + Newton: checked against brute_force_distance
 
     def __init__(self, template, *, bandwidth: int | None = None, dtype: torch.dtype = torch.float64) -> None:
         g = as_tensor(template, name="template", dtype=torch.float64)
@@ -375,6 +376,29 @@ class TranslationManifold(PixelManifold):
         d = [self._shifted(params, self._spec * (-1j * omega[:, i])) for i in range(2)]   # ∂_i T_τ g (I.2)
         D = torch.stack(d, -1)                                             # (B, n, 2)
         return (D @ self._metric_inv_sqrt).to(self.dtype)                  # orthonormal: Dᵀ D = G
+
+    def reach_sample(self, num: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A ⌊√num⌋² grid of shifts over the torus, as points (for Federer's formula, ``estimate_reach``)."""
+        side = math.isqrt(check_int(num, "num", minimum=4))
+        r = torch.arange(side, dtype=self.dtype) * (self.size / side)
+        T1, T2 = torch.meshgrid(r, r, indexing="ij")
+        return self.from_params(torch.stack([T1.reshape(-1), T2.reshape(-1)], -1))
+
+    def brute_force_distance(self, x, *, nodes: int) -> torch.Tensor:
+        """dist(x, M) (...,) as the minimum of ‖x − T_τ g‖ over a ⌊√nodes⌋² grid of shifts, each image synthesised.
+
+        Only over-estimates: ``distance(x) <= brute_force_distance(x)`` for every x.
+        """
+        xf, lead = self._flat(x, "x")
+        side = math.isqrt(check_int(nodes, "nodes", minimum=4))
+        r = torch.arange(side, dtype=torch.float64) * (self.size / side)
+        taus = torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)
+        best = torch.full((xf.shape[0],), math.inf, dtype=torch.float64)
+        for chunk in taus.split(1024):
+            bank = self._shifted(chunk)                                    # (C, n)
+            d2 = (xf.to(torch.float64)[:, None, :] - bank[None]).square().sum(-1)   # (B, C)
+            best = torch.minimum(best, d2.min(-1).values)
+        return best.sqrt().reshape(lead).to(self.dtype)
 
     def _sample_params(self, num, generator, density):
         return self.size * torch.rand(num, 2, generator=generator, dtype=self.dtype)  # flat: area = parameter
