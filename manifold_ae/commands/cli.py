@@ -7,6 +7,7 @@
     manifold-ae evaluate        checkpoint + dataset -> metrics, tables and overlays
     manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
     manifold-ae compare         self-supervised model vs plain AE, Gaussian DAE and PCA on one dataset
+    manifold-ae benchmark       every category x seed of a dataset trained, evaluated, one mean ± std table
     manifold-ae demo            the main job: verify + a quick image training run on the built-in data
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("manifold_ae.commands.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
     "predict": ("manifold_ae.commands.predict", "score a folder of images with a checkpoint"),
     "compare": ("manifold_ae.commands.compare", "self-supervised model vs baselines (AE, DAE, PCA) on one dataset"),
+    "benchmark": ("manifold_ae.commands.benchmark", "train and evaluate every category x seed: mean ± std table"),
     "demo": ("manifold_ae.commands.demo", "the main job: verify + quick image run on the built-in data"),
 }
 
