@@ -160,5 +160,6 @@ assert abs(stats[best]["frobenius_sq"] - 1.0) <= 0.1, stats[best]["frobenius_sq"
 for alpha, (enc, full, change) in loophole.items():
     assert abs(enc / loophole[1.0][0] - alpha ** 2) <= 1e-9 * alpha ** 2 + 1e-15, (alpha, enc)
     assert abs(full - loophole[1.0][1]) <= 1e-9 * loophole[1.0][1] and change <= 1e-9
-explorer.controls["map"].value = "orthogonal projection π"
-assert explorer.numbers["gap"] < 1e-9 and abs(explorer.numbers["frobenius_sq"] - 1.0) < 1e-9, explorer.numbers
+check = contraction_explorer(lams=LAMS, lam=LAMS[1], steps=STEPS, num_eval=NUM_POINTS, seed=SEED)   # not the one above
+check.controls["map"].value = "orthogonal projection π"
+assert check.numbers["gap"] < 1e-9 and abs(check.numbers["frobenius_sq"] - 1.0) < 1e-9, check.numbers
