@@ -110,13 +110,20 @@ def test_paper_corruption_default_recipe_and_weights():
     a, ma = default(x, _gen(5))
     b, mb = explicit(x, _gen(5))
     assert torch.equal(a, b) and torch.equal(ma, mb)
-    only_cracks = paper_corruption(image_size=24, channels=3, texture_bank=bank, mask_weights=(0, 0, 0, 0, 1),
-                                   fill_weights=(0, 0, 1, 0, 0))
+    only_cracks = paper_corruption(image_size=24, channels=3, texture_bank=bank,
+                                   mask_weights={"perlin": 0, "blob": 0, "rectangle": 0, "line": 0, "crack": 1},
+                                   fill_weights={"patch": 0, "texture": 0, "elastic": 0, "color": 0})
     assert [type(m) for m in only_cracks.mask.options] == [CrackMask]
-    assert [type(f) for f in only_cracks.fill.options] == [NoiseFill]
+    assert [type(f) for f in only_cracks.fill.options] == [NoiseFill]  # "noise" left out: its default weight
     assert list(MASK_WEIGHTS) == ["perlin", "blob", "rectangle", "line", "crack"] and len(FILL_WEIGHTS) == 5
-    for bad in [(1, 1), (0, 0, 0, 0, 0), (1, -1, 0, 0, 0)]:
-        with pytest.raises(ValueError, match=r"mask_weights must hold 5 non-negative weights.*perlin"):
+    with_cracks = paper_corruption(image_size=24, channels=3, texture_bank=bank, mask_weights={"crack": 0.2})
+    assert [type(m) for m in with_cracks.mask.options] == [PerlinMask, BlobMask, RectangleMask, LineMask, CrackMask]
+    assert with_cracks.mask.weights == pytest.approx(tuple(v / 1.2 for v in (0.4, 0.3, 0.15, 0.15, 0.2)))
+    for bad, words in [((0, 0, 0, 0, 1), r"mask_weights must be a mapping \{option name: weight\} over \['perlin'"),
+                       ({"crak": 1}, r"mask_weights: unknown option name\(s\) \['crak'\].*did you mean 'crack'"),
+                       ({"perlin": 0, "blob": 0, "rectangle": 0, "line": 0}, r"mask_weights must have a positive sum"),
+                       ({"blob": -1}, r"mask_weights\['blob'\] must be a finite weight >= 0, got -1")]:
+        with pytest.raises(ValueError, match=words):
             paper_corruption(image_size=24, mask_weights=bad)
 
 
@@ -212,6 +219,53 @@ def test_random_choice_frequencies_match_weights():
     assert masks.shape == (10, 1, 32, 32)
 
 
+def test_random_choice_puts_each_options_output_back_in_batch_order():
+    # reference: the choice of every sample recomputed by hand from the same uniform draws
+    opts = [lambda x, g, k=k: (x + 10 * k, torch.full_like(x, float(k))) for k in range(3)]
+    x = torch.arange(12.0)[:, None]  # (12, 1), sample i holds i
+    out, chosen = RandomChoice(opts, weights=[1, 2, 1])(x, _gen(3))
+    u = torch.rand(12, generator=_gen(3))
+    expected = [0 if v < 0.25 else 1 if v < 0.75 else 2 for v in u.tolist()]
+    assert chosen.squeeze(1).tolist() == expected and len(set(expected)) == 3
+    assert torch.equal(out, x + 10 * chosen)
+    one = RandomChoice(opts, weights=[0, 1, 0])(x, _gen(3))  # every sample takes option 1
+    assert torch.equal(one[0], x + 10) and torch.equal(one[1], torch.ones_like(x))
+
+
+def test_a_sample_corrupted_from_its_own_seed_does_not_depend_on_its_batch():
+    from manifold_ae.corruptions.base import corrupt_per_sample
+
+    corrupt = paper_corruption(image_size=16, channels=3, texture_bank=BANK, seed=0)
+    x = _images(b=6, h=16, w=16)
+    seeds = [11, 2 ** 62, 5, 7, 0, 123456789]
+    x_tilde, m = corrupt_per_sample(corrupt, x, seeds)
+    assert x_tilde.shape == x.shape and m.shape == (6, 1, 16, 16)
+    for i, seed in enumerate(seeds):  # reference: the sample alone, with a generator seeded by hand
+        alone, m_alone = corrupt(x[i:i + 1], torch.Generator().manual_seed(seed))
+        assert torch.equal(x_tilde[i:i + 1], alone) and torch.equal(m[i:i + 1], m_alone)
+    shard, m_shard = corrupt_per_sample(corrupt, x[1::2], seeds[1::2])  # another split of the same samples
+    assert torch.equal(shard, x_tilde[1::2]) and torch.equal(m_shard, m[1::2])
+    assert not torch.equal(corrupt_per_sample(corrupt, x, [s + 1 for s in seeds])[0], x_tilde)
+    with pytest.raises(ValueError, match=r"seeds must hold one seed per sample \(6\), got 2"):
+        corrupt_per_sample(corrupt, x, [1, 2])
+    with pytest.raises(ValueError, match=r"seeds must be integers in \[0, 2\*\*63\)"):
+        corrupt_per_sample(corrupt, x, [-1, 0, 0, 0, 0, 0])
+
+
+def test_sample_seeds_are_splitmix64_of_seed_step_and_position():
+    from manifold_ae.loop import _mix64, sample_seeds
+
+    # SplitMix64 reference outputs (Steele, Lea & Flood 2014; Vigna's splitmix64.c): state 0 -> 0xE220A8397B1DCDAF,
+    # then 0x6E789E6AA1B965F4 (the state advanced by the golden gamma once more)
+    assert _mix64(0) == 0xE220A8397B1DCDAF and _mix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
+    full = sample_seeds(seed=3, step=17, positions=range(8))
+    assert len(set(full)) == 8 and all(0 <= v < 2 ** 63 for v in full)
+    ranks = [sample_seeds(seed=3, step=17, positions=range(r, 8, 2)) for r in range(2)]  # 2 processes
+    assert [ranks[j % 2][j // 2] for j in range(8)] == full
+    others = sample_seeds(seed=3, step=18, positions=range(8)) + sample_seeds(seed=4, step=17, positions=range(8))
+    assert not set(others) & set(full)
+
+
 def test_paper_corruption_clean_fraction_and_locality():
     corrupt = paper_corruption(image_size=16, channels=1, clean_fraction=0.25, seed=0)
     x = _images(b=400, c=1, h=16, w=16)
@@ -265,3 +319,27 @@ def test_cuda_images_with_cpu_generator_match_cpu():
     gpu, m_gpu = corrupt(x.cuda(), _gen(0))
     assert torch.equal(m_gpu.cpu(), m_cpu)
     assert float((gpu.cpu() - cpu).abs().max()) < 1e-4
+
+
+@pytest.mark.gpu
+def test_corruptions_and_a_training_step_on_cuda_never_synchronise():
+    from manifold_ae.corruptions.base import corrupt_per_sample
+    from manifold_ae.loop import train_step
+    from manifold_ae.models.unet import GatedUNet
+    from manifold_ae.objectives import SelfSupervised
+
+    x = _images(b=8, h=32, w=32).cuda()
+    corrupt = paper_corruption(image_size=32, channels=3, seed=0)
+    model = GatedUNet(3, width=4, depth=2, dilations=(1, 2)).cuda()
+    objective = SelfSupervised(model, corruption=corrupt)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_step(objective, x, optimizer, seeds=list(range(8)))  # warm-up: lazy initialisation may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        corrupt(x, torch.Generator(device="cuda").manual_seed(0))
+        corrupt_per_sample(corrupt, x, list(range(8)))
+        loss = train_step(objective, x, optimizer, seeds=list(range(8, 16)))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss)

@@ -11,6 +11,7 @@ taking an explicit ``torch.Generator`` so every corruption is reproducible from 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from manifold_ae.checks import check_fraction
 from manifold_ae.rng import rand
 
-__all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Identity"]
+__all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Identity", "corrupt_per_sample"]
 
 
 class MaskSampler(Protocol):
@@ -95,3 +96,34 @@ class Identity:
 
     def __repr__(self) -> str:
         return "Identity()"
+
+
+def corrupt_per_sample(corruption: Corruption, x: torch.Tensor,
+                       seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt every sample alone, from a generator seeded with its own seed (on ``x.device``).
+
+    A sample's corruption then depends only on its image and its seed, not on the other samples of the batch
+    nor on where the batch is split: K processes that each corrupt their shard of a batch produce exactly what
+    one process corrupting the whole batch produces. Fills that draw from the batch (``PatchFill`` without a
+    bank) see a batch of one, i.e. the image itself, cyclically shifted.
+
+    Parameters
+    ----------
+    corruption : Corruption
+        ``corruption(x, generator) -> (x_tilde, mask)``.
+    x : torch.Tensor
+        Clean batch, shape (B, ...).
+    seeds : sequence of B ints in [0, 2**63)
+        One seed per sample (host integers: no device value is read).
+
+    Returns
+    -------
+    (x_tilde, mask) : the per-sample results concatenated, shapes (B, ...) and (B, ...) broadcastable to x.
+    """
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != x.shape[0]:
+        raise ValueError(f"seeds must hold one seed per sample ({x.shape[0]}), got {len(seeds)}")
+    if any(not 0 <= s < 2 ** 63 for s in seeds):
+        raise ValueError(f"seeds must be integers in [0, 2**63), got {seeds!r}")
+    parts = [corruption(x[i:i + 1], torch.Generator(device=x.device).manual_seed(s)) for i, s in enumerate(seeds)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -16,7 +16,9 @@ default recipe.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -93,19 +95,43 @@ def _power_of_two_interval(value: Sequence[int], name: str) -> tuple[int, int]:
     return lo, hi
 
 
-def _lattice_exponents(b: int, cells: tuple[int, int], generator: Generator, like: torch.Tensor) -> torch.Tensor:
-    """(B, 2) log2 of the Perlin lattice (rows, cols) per sample, uniform over the powers of two in ``cells``."""
-    return _randint((b, 2), (cells[0].bit_length() - 1, cells[1].bit_length() - 1), generator, like)
+def _host_generator(generator: Generator, *, salt: int) -> Generator:
+    """The generator of the draws that decide which code runs (an option, a lattice size), drawn on the host so
+    that no device value is ever read (a read is a host synchronisation on CUDA).
+
+    A CPU generator, or None (torch's global CPU RNG), is used as it is. A CUDA generator gives a CPU generator
+    seeded from its seed, its current offset (host values that advance with every draw on it) and ``salt``
+    (one per kind of decision, so two decisions taken between the same device draws are independent).
+    """
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    key = (generator.initial_seed() * 0x9E3779B97F4A7C15 + generator.get_offset() * 0xBF58476D1CE4E5B9 + salt)
+    return torch.Generator().manual_seed(key % 2 ** 63)
+
+
+_HOST = torch.empty(0)  # the ``like`` of host draws: a CPU float tensor
+
+
+def _lattice_exponents(b: int, cells: tuple[int, int], generator: Generator) -> torch.Tensor:
+    """(B, 2) log2 of the Perlin lattice (rows, cols) per sample, uniform over the powers of two in ``cells``;
+    on the host (they choose the shapes of the Perlin calls)."""
+    host = _host_generator(generator, salt=2)
+    return _randint((b, 2), (cells[0].bit_length() - 1, cells[1].bit_length() - 1), host, _HOST)
 
 
 def _lattice_noise(k: torch.Tensor, h: int, w: int, generator: Generator, like: torch.Tensor) -> torch.Tensor:
-    """Perlin noise (B, H, W) with lattice ``2**k[i]`` cells for sample i (at most half the side, so features
-    span at least 2 px); one Perlin call per distinct lattice, vectorised over its samples."""
+    """Perlin noise (B, H, W) with lattice ``2**k[i]`` cells for sample i (``k`` (B, 2) on the host; at most
+    half the side, so features span at least 2 px); one Perlin call per distinct lattice, vectorised over its
+    samples."""
     noise = torch.empty(len(k), h, w, device=like.device)
-    for pair in torch.unique(k, dim=0):
-        idx = (k == pair).all(1).nonzero().squeeze(1)
-        cells = (min(2 ** int(pair[0]), max(1, h // 2)), min(2 ** int(pair[1]), max(1, w // 2)))
-        noise[idx] = perlin_noise(len(idx), h, w, cells=cells, generator=generator, device=like.device)
+    for pair in torch.unique(k, dim=0).tolist():
+        idx = (k == torch.tensor(pair)).all(1).nonzero().squeeze(1)  # host indices
+        cells = (min(2 ** pair[0], max(1, h // 2)), min(2 ** pair[1], max(1, w // 2)))
+        values = perlin_noise(len(idx), h, w, cells=cells, generator=generator, device=like.device)
+        if len(idx) == len(k):
+            noise = values
+        else:
+            noise[idx.to(like.device, non_blocking=True)] = values
     return noise
 
 
@@ -127,7 +153,7 @@ class PerlinMask:
 
     def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
         b, _, h, w = _check_images(x)
-        k = _lattice_exponents(b, self.cells, generator, x)  # (B, 2)
+        k = _lattice_exponents(b, self.cells, generator)  # (B, 2)
         q = _uniform((b,), self.coverage, generator, x)  # (B,) target coverage
         noise = _lattice_noise(k, h, w, generator, x)  # (B, H, W)
         flat = noise.flatten(1).sort(dim=1, descending=True).values  # (B, H*W)
@@ -251,7 +277,7 @@ class CrackMask:
 
     def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
         b, _, h, w = _check_images(x)
-        noise = _lattice_noise(_lattice_exponents(b, self.cells, generator, x), h, w, generator, x)  # (B, H, W)
+        noise = _lattice_noise(_lattice_exponents(b, self.cells, generator), h, w, generator, x)  # (B, H, W)
         gy, gx = torch.gradient(noise, dim=(1, 2))  # per pixel
         dist = noise.abs() / (gy ** 2 + gx ** 2).sqrt().clamp_min(1e-6)  # (B, H, W) px to the zero set
         half = (_uniform((b,), self.width, generator, x) * min(h, w)).clamp_min(1.0) / 2
@@ -472,20 +498,23 @@ class RandomChoice:
 
     def __call__(self, x: torch.Tensor, generator: Generator = None) -> Any:
         b = x.shape[0]
-        cdf = torch.tensor(self.weights, device=x.device).cumsum(0)
-        choice = torch.searchsorted(cdf, _rand((b,), generator, x).clamp_max(cdf[-1] - 1e-7), right=True)  # (B,)
-        outputs: list[torch.Tensor] | None = None
-        for k, option in enumerate(self.options):
-            idx = (choice == k).nonzero().squeeze(1)
-            if len(idx) == 0:
-                continue
-            out = option(x[idx], generator)
-            parts = out if isinstance(out, tuple) else (out,)
-            if outputs is None:
-                outputs = [p.new_zeros((b,) + tuple(p.shape[1:])) for p in parts]
-            for full, p in zip(outputs, parts):
-                full[idx] = p
-        assert outputs is not None  # b >= 1: some option ran
+        cdf = torch.tensor(self.weights).cumsum(0)  # on the host, like the choice: no device value is read
+        u = _rand((b,), _host_generator(generator, salt=1), _HOST)
+        choice = torch.searchsorted(cdf, u.clamp_max(float(cdf[-1]) - 1e-7), right=True)  # (B,) host
+        counts = torch.bincount(choice, minlength=len(self.options)).tolist()
+        if max(counts) == b:  # one option for the whole batch (always so for a batch of one)
+            return self.options[counts.index(b)](x, generator)
+        order = torch.argsort(choice, stable=True)  # the samples of option 0 first, each group in batch order
+        x_sorted = x[order.to(x.device, non_blocking=True)]
+        parts: list[tuple[torch.Tensor, ...]] = []
+        start = 0
+        for option, n in zip(self.options, counts):
+            if n:
+                out = option(x_sorted[start:start + n], generator)
+                parts.append(out if isinstance(out, tuple) else (out,))
+                start += n
+        back = torch.argsort(order).to(x.device, non_blocking=True)  # sorted position of every sample
+        outputs = [torch.cat(group)[back] for group in zip(*parts)]
         return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
     def __repr__(self) -> str:
@@ -493,45 +522,63 @@ class RandomChoice:
         return f"RandomChoice({inner})"
 
 
-#: mask name -> weight in the default recipe (``paper_corruption``); the order of ``corruption.mask_weights``
+#: mask name -> weight in the default recipe (``paper_corruption``, ``corruption.mask_weights``)
 MASK_WEIGHTS = {"perlin": 0.4, "blob": 0.3, "rectangle": 0.15, "line": 0.15, "crack": 0.0}
-#: fill name -> weight in the default recipe; the order of ``corruption.fill_weights``
+#: fill name -> weight in the default recipe (``corruption.fill_weights``)
 FILL_WEIGHTS = {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15, "color": 0.15}
 
 
 def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, texture_bank: torch.Tensor | None = None,
                      clean_fraction: float = 0.1, opacity: tuple[float, float] = (0.5, 1.0),
-                     mask_weights: Sequence[float] | None = None, fill_weights: Sequence[float] | None = None,
+                     mask_weights: Mapping[str, float] | None = None, fill_weights: Mapping[str, float] | None = None,
                      seed: int = 0) -> MaskedCorruption:
     """The default training corruption (T6): a random mask × a random fill, blended with a random opacity.
 
-    Masks (``mask_weights``, default :data:`MASK_WEIGHTS`): Perlin 0.4, blob 0.3, rectangle 0.15, line 0.15,
+    Masks (``mask_weights``, default :data:`MASK_WEIGHTS`): perlin 0.4, blob 0.3, rectangle 0.15, line 0.15,
     crack 0. Fills (``fill_weights``, default :data:`FILL_WEIGHTS`): patch of another image 0.3, texture 0.25,
-    noise 0.15, elastic 0.15, colour shift 0.15. Weights are relative; a zero weight removes the option.
+    noise 0.15, elastic 0.15, color shift 0.15. Weights are relative and given by name, e.g.
+    ``mask_weights={"crack": 0.25}``; a name left out keeps its default weight, a zero weight removes the option.
     ``clean_fraction`` of the samples stay uncorrupted (mask 0). The texture bank (given, or 64 textures made
     with ``seed``) is prepared at ``image_size`` × ``channels``.
     """
     h, w = as_hw(image_size, "image_size")
     if channels not in (1, 3):
         raise ValueError(f"channels must be one of [1, 3], got {channels!r}")
-    textures = TextureFill(texture_bank, seed=seed)
-    textures.source(channels, h, w)  # build the bank now, not inside the first training step
     mask_weights = recipe_weights(mask_weights, MASK_WEIGHTS, "mask_weights")
     fill_weights = recipe_weights(fill_weights, FILL_WEIGHTS, "fill_weights")
-    masks = [PerlinMask(), BlobMask(), RectangleMask(), LineMask(), CrackMask()]
-    fills = [PatchFill(), textures, NoiseFill(), ElasticFill(), ColorShiftFill()]
-    masks = RandomChoice([m for m, v in zip(masks, mask_weights) if v > 0], weights=[v for v in mask_weights if v > 0])
-    fills = RandomChoice([f for f, v in zip(fills, fill_weights) if v > 0], weights=[v for v in fill_weights if v > 0])
-    return MaskedCorruption(masks, fills, opacity=opacity, clean_fraction=clean_fraction)
+    textures = TextureFill(texture_bank, seed=seed)
+    textures.source(channels, h, w)  # build the bank now, not inside the first training step
+    masks = {"perlin": PerlinMask(), "blob": BlobMask(), "rectangle": RectangleMask(), "line": LineMask(),
+             "crack": CrackMask()}
+    fills = {"patch": PatchFill(), "texture": textures, "noise": NoiseFill(), "elastic": ElasticFill(),
+             "color": ColorShiftFill()}
+    mask = RandomChoice([masks[k] for k, v in mask_weights.items() if v > 0],
+                        weights=[v for v in mask_weights.values() if v > 0])
+    fill = RandomChoice([fills[k] for k, v in fill_weights.items() if v > 0],
+                        weights=[v for v in fill_weights.values() if v > 0])
+    return MaskedCorruption(mask, fill, opacity=opacity, clean_fraction=clean_fraction)
 
 
-def recipe_weights(weights: Sequence[float] | None, default: dict[str, float], name: str) -> tuple[float, ...]:
-    """``weights`` checked against the option names of ``default`` (None: the default weights)."""
+def recipe_weights(weights: Mapping[str, float] | None, default: Mapping[str, float], name: str) -> dict[str, float]:
+    """``weights`` by option name, completed with ``default`` (None: the default weights), in ``default``'s order.
+
+    Raises ValueError naming ``name`` for a non-mapping, an unknown option name (with the closest known one), a
+    negative or non-finite weight, or weights that sum to zero.
+    """
     if weights is None:
-        return tuple(default.values())
-    weights = tuple(weights)
-    if len(weights) != len(default) or any(not isinstance(v, (int, float)) or v < 0 for v in weights) \
-            or sum(weights) <= 0:
-        raise ValueError(f"{name} must hold {len(default)} non-negative weights with a positive sum, in the "
-                         f"order {list(default)}, got {weights!r}")
-    return tuple(float(v) for v in weights)
+        return dict(default)
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"{name} must be a mapping {{option name: weight}} over {list(default)} (a name left out "
+                         f"keeps its default weight), got {weights!r}")
+    unknown = [k for k in weights if k not in default]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(default), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name}: unknown option name(s) {unknown}; expected some of {list(default)}{hint}")
+    out = {k: weights.get(k, v) for k, v in default.items()}
+    for k, v in out.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name}[{k!r}] must be a finite weight >= 0, got {v!r}")
+    if sum(out.values()) <= 0:
+        raise ValueError(f"{name} must have a positive sum, got {out!r}")
+    return {k: float(v) for k, v in out.items()}
