@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from manifold_ae.checks import check_int, check_positive
 
-__all__ = ["train_step", "check_finite", "fit", "cosine_schedule", "random_crop"]
+__all__ = ["train_step", "check_finite", "fit", "cosine_schedule", "random_crop", "sample_seeds"]
 
 
 def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -31,21 +31,43 @@ def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = 
     return torch.stack([x[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(zip(top, left))])
 
 
+def _mix64(z: int) -> int:
+    """SplitMix64's finaliser: a bijection of 64-bit integers that spreads every input bit over the output."""
+    z = (z + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def sample_seeds(*, seed: int, step: int, positions: Sequence[int]) -> list[int]:
+    """One corruption seed in [0, 2**63) per sample, from the run's ``seed``, the ``step`` and each sample's
+    position in the global batch (host integers only).
+
+    Every process derives the seeds of its own samples, so the corruption of a global batch does not depend on
+    how it is split over processes (``objectives.SelfSupervised(..., seeds=)``), nor on a resume.
+    """
+    seed, step = check_int(seed, "seed", minimum=0), check_int(step, "step", minimum=0)
+    base = _mix64(_mix64(seed) ^ step)
+    return [_mix64(base ^ check_int(j, "positions[i]", minimum=0)) >> 1 for j in positions]
+
+
 def train_step(objective: nn.Module, batch: torch.Tensor, optimizer: torch.optim.Optimizer, *,
-               clip: float | None = None, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+               clip: float | None = None, autocast_dtype: torch.dtype | None = None,
+               seeds: Sequence[int] | None = None) -> torch.Tensor:
     """One gradient step on ``batch`` (B, ...); returns the detached scalar loss *tensor*.
 
     No host synchronisation happens here (on CUDA a ``float()`` or finiteness test every step would stall the
     GPU); callers read and check the loss when they log it (``check_finite``). ``autocast_dtype`` (e.g.
     ``torch.bfloat16``) runs the forward pass under autocast on the batch's device. ``clip`` clips the global
-    gradient norm.
+    gradient norm. ``seeds`` (one per sample, :func:`sample_seeds`) is passed on to objectives that corrupt
+    (``objective(batch, seeds=seeds)``).
     """
     objective.train()
     optimizer.zero_grad(set_to_none=True)
     ctx = (torch.autocast(device_type=batch.device.type, dtype=autocast_dtype)
            if autocast_dtype is not None else contextlib.nullcontext())
     with ctx:
-        loss = objective(batch)
+        loss = objective(batch) if seeds is None else objective(batch, seeds=seeds)
     loss.backward()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(objective.parameters(), clip)

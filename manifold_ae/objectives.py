@@ -10,13 +10,13 @@ D: optima and the meaning of ``lam`` are unchanged, and for a linear model ``Den
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from manifold_ae.checks import as_tensor, check_choice, check_int, check_positive
-from manifold_ae.corruptions.base import Corruption
+from manifold_ae.corruptions.base import Corruption, corrupt_per_sample
 from manifold_ae.corruptions.vector import GaussianNoise
 from manifold_ae.rng import randint, randn
 from manifold_ae.theory.diagnostics import jacobian
@@ -116,7 +116,12 @@ def _check_estimator(estimator: str, probes: int, distribution: str, mode: str) 
 
 
 class Objective(nn.Module):
-    """Base class: holds ``model`` and validates batches. Subclasses implement ``forward(x) -> loss``."""
+    """Base class: holds ``model`` and validates batches. Subclasses implement ``forward(x) -> loss``.
+
+    The batch check looks at shapes only: a finiteness test of the batch would read a device value on every
+    step (a host synchronisation on CUDA). A non-finite input makes the loss non-finite, and the training loops
+    check the loss (``loop.check_finite``: every step in ``loop.fit``, at log steps in ``commands.train``).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -125,7 +130,7 @@ class Objective(nn.Module):
         self.model = model
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_tensor(x, name="x", dtype=None)
+        x = as_tensor(x, name="x", dtype=None, allow_nonfinite=True)
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: x must be a batch of shape (B, ...) with B >= 1, "
                              f"got shape {tuple(x.shape)}")
@@ -151,7 +156,8 @@ class SelfSupervised(Objective):
     weight_corrupted : float >= 0 or None
         Weight of the squared error on corrupted entries (mask = 1) relative to clean ones; None: uniform.
     generator : torch.Generator, optional
-        Randomness of the corruption (None: torch's global RNG, which ``loop.fit`` seeds).
+        Randomness of the corruption (None: torch's global RNG, which ``loop.fit`` seeds). Ignored when
+        ``forward`` is given per-sample ``seeds``.
     """
 
     def __init__(self, model: nn.Module, *, corruption: Corruption, weight_corrupted: float | None = None,
@@ -165,9 +171,18 @@ class SelfSupervised(Objective):
                                  else check_positive(weight_corrupted, "weight_corrupted", allow_zero=True))
         self.generator = generator
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, seeds: Sequence[int] | None = None) -> torch.Tensor:
+        """The loss of the clean batch ``x`` (B, ...).
+
+        ``seeds`` (B integers), when given, corrupts every sample alone from its own seed
+        (:func:`~manifold_ae.corruptions.base.corrupt_per_sample`), so a sample's corruption does not depend on
+        the batch it is in: K processes with shards of a batch corrupt it exactly like one process.
+        """
         x = self._check(x)
-        x_tilde, mask = self.corruption(x, self.generator)  # (B, ...), broadcastable to x
+        if seeds is None:
+            x_tilde, mask = self.corruption(x, self.generator)  # (B, ...), broadcastable to x
+        else:
+            x_tilde, mask = corrupt_per_sample(self.corruption, x, seeds)
         sq = (self.model(x_tilde) - x).pow(2)  # (B, ...)
         if self.weight_corrupted is None:
             return sq.mean()
