@@ -1,6 +1,7 @@
 """Config: presets, round trips (dict, TOML, JSON), checked overrides and their error messages."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -8,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manifold_ae.images.config import (Config, DataConfig, ModelConfig, TrainConfig, apply_overrides, list_presets,
-                                load_config, parse_overrides, save_config, to_toml)
+from manifold_ae.images.config import (Config, CorruptionConfig, DataConfig, ModelConfig, TrainConfig, apply_overrides,
+                                       describe_keys, list_presets, load_config, parse_overrides, save_config, to_toml)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,12 +31,13 @@ def test_quick_preset_is_small_cpu_and_mvtec_is_gpu():
     quick, mvtec = load_config("quick"), load_config("mvtec")
     assert quick.data.dataset == "synthetic" and 64 <= quick.data.image_size <= 128
     assert quick.train.device == "auto"
-    assert mvtec.train.device == "cuda" and mvtec.data.image_size == 256 and mvtec.train.bf16
+    assert mvtec.train.device == "cuda" and mvtec.data.image_size == 256 and mvtec.train.precision == "bf16"
+    assert quick.train.precision == "auto" and load_config("magnetic_tile").train.precision == "bf16"
 
 
 def test_dict_toml_and_json_round_trip_give_equal_configs(tmp_path):
     cfg = load_config("quick", ["--train.lr=3e-4", "--model.dilations=1,3", "--data.abnormal_dirs=a,b",
-                                "--train.bf16=false"])
+                                "--train.precision=float32", "--corruption.mask_weights.crack=0.2"])
     assert Config.from_dict(cfg.to_dict()) == cfg
     assert Config.from_dict(tomllib.loads(to_toml(cfg))) == cfg
     save_config(cfg, tmp_path)
@@ -46,11 +48,14 @@ def test_dict_toml_and_json_round_trip_give_equal_configs(tmp_path):
 
 @settings(max_examples=25, deadline=None)
 @given(lr=st.floats(1e-8, 10.0, allow_nan=False), steps=st.integers(1, 10**7),
-       dilations=st.lists(st.integers(1, 64), min_size=1, max_size=6), bf16=st.booleans(),
+       dilations=st.lists(st.integers(1, 64), min_size=1, max_size=6), precision=st.sampled_from(["auto", "bf16",
+                                                                                                  "float32"]),
+       crack=st.floats(0.0, 10.0, allow_nan=False),
        root=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20))
-def test_toml_round_trip_property(lr, steps, dilations, bf16, root):
+def test_toml_round_trip_property(lr, steps, dilations, precision, crack, root):
     cfg = Config(data=DataConfig(root=root), model=ModelConfig(dilations=tuple(dilations)),
-                 train=TrainConfig(lr=lr, steps=steps, bf16=bf16))
+                 train=TrainConfig(lr=lr, steps=steps, precision=precision),
+                 corruption=CorruptionConfig(mask_weights={"crack": crack}))
     assert Config.from_dict(tomllib.loads(to_toml(cfg))) == cfg
 
 
@@ -71,7 +76,13 @@ def test_space_separated_overrides_read_like_equals_signs():
 @pytest.mark.parametrize("override, words", [
     (["--train.steps=ten"], ["train.steps", "'ten'", "int"]),
     (["--train.lr=fast"], ["train.lr", "'fast'", "float"]),
-    (["--train.bf16=maybe"], ["train.bf16", "'maybe'", "bool"]),
+    (["--train.channels_last=maybe"], ["train.channels_last", "'maybe'", "bool"]),
+    (["--train.bf16=false"], ["train.bf16 no longer exists", "train.precision", '"auto" | "bf16" | "float32"']),
+    (["--cpu_bf16=true"], ["train.cpu_bf16 no longer exists", "--train.precision=bf16"]),
+    (["--corruption.mask_weights=1,1"], ["corruption.mask_weights", "table of float by name", "perlin",
+                                         "--corruption.mask_weights.crack=0.25"]),
+    (["--corruption.mask_weights.crak=1"], ["unknown option name(s) ['crak']", "did you mean 'crack'"]),
+    (["--train.steps.x=1"], ["train.steps.x", "not a table"]),
     (["--model.dilations=1,x"], ["model.dilations", "'1,x'", "list of int"]),
     (["--stpes=3"], ["stpes", "did you mean", "steps"]),
     (["--trian.lr=1"], ["trian", "did you mean", "train"]),
@@ -95,8 +106,8 @@ def test_bad_overrides_name_key_value_and_expectation(override, words):
     (["--data.image_size=100"], ["data.image_size", "100", "divisible", "model.depth"]),
     (["--corruption.opacity=0.9,0.1"], ["corruption.opacity", "low <= high"]),
     (["--data.holdout_fraction=1.0"], ["data.holdout_fraction", "1.0"]),
-    (["--corruption.mask_weights=1,1"], ["corruption.mask_weights", "5 non-negative", "crack", "(1.0, 1.0)"]),
-    (["--corruption.fill_weights=1,1,1,1,-1"], ["corruption.fill_weights", "patch", "color"]),
+    (["--corruption.fill_weights.color=-1"], ["corruption.fill_weights['color']", ">= 0", "-1"]),
+    (["--train.precision=fp16"], ["train.precision", "fp16", "bf16"]),
     (["--model.skip_from=4"], ["model.skip_from", "[0, 3]", "4"]),
     (["--train.crop=100"], ["train.crop", "100", "divisible", "16"]),
     (["--train.crop=512"], ["train.crop", "512", "data.image_size = 128"]),
@@ -126,8 +137,14 @@ def test_bad_files_and_unknown_keys_in_files(tmp_path):
     bad.write_text("[model\n")
     with pytest.raises(ValueError, match=r"bad.toml: not a valid TOML file"):
         load_config(bad)
-    bad.write_text("[train]\nbf16 = 1\n")  # an int is not a bool
-    with pytest.raises(ValueError, match=r"train.bf16 = 1 has the wrong type; expected bool"):
+    bad.write_text("[train]\ncompile = 1\n")  # an int is not a bool
+    with pytest.raises(ValueError, match=r"train.compile = 1 has the wrong type; expected bool"):
+        load_config(bad)
+    bad.write_text("[train]\nbf16 = true\n")
+    with pytest.raises(ValueError, match=r"bad.toml: train.bf16 no longer exists; it was replaced by train.precision"):
+        load_config(bad)
+    bad.write_text("[corruption]\nmask_weights = [0.4, 0.3, 0.15, 0.15, 0.0]\n")  # the old positional list
+    with pytest.raises(ValueError, match=r"mask_weights = \[.*\] has the wrong type; expected a table of float"):
         load_config(bad)
 
 
@@ -135,3 +152,45 @@ def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.train.steps = 3  # type: ignore[misc]
+
+
+def test_named_weights_merge_over_the_preset_and_the_recipe(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text("[corruption]\nmask_weights = {perlin = 0.5}\n")
+    cfg = load_config(preset, ["--corruption.mask_weights.crack=0.25", "--mask_weights.line=0"])
+    assert cfg.corruption.mask_weights == {"perlin": 0.5, "blob": 0.3, "rectangle": 0.15, "line": 0.0, "crack": 0.25}
+    assert cfg.corruption.fill_weights == {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15,
+                                           "color": 0.15}
+
+
+def test_a_checkpoint_config_with_the_old_keys_still_loads():
+    old = {"train": {"bf16": True, "cpu_bf16": True}, "corruption": {"mask_weights": [0, 0, 0, 0, 1]}}
+    cfg = Config.from_dict(old, stored=True)
+    assert cfg.train.precision == "bf16"
+    assert cfg.corruption.mask_weights == {"perlin": 0.0, "blob": 0.0, "rectangle": 0.0, "line": 0.0, "crack": 1.0}
+    for bf16, cpu_bf16, precision in [(True, False, "auto"), (False, False, "float32"), (False, True, "bf16")]:
+        stored = {"train": {"bf16": bf16, "cpu_bf16": cpu_bf16}}
+        assert Config.from_dict(stored, stored=True).train.precision == precision
+    with pytest.raises(ValueError, match=r"train.bf16 no longer exists"):
+        Config.from_dict({"train": {"bf16": True}})
+
+
+def test_help_lists_every_key_with_type_and_default(capsys):
+    from manifold_ae.commands.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for section, section_cls in [("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
+                                 ("corruption", CorruptionConfig)]:
+        for f in dataclasses.fields(section_cls):
+            assert f"--{section}.{f.name} " in out, (section, f.name)
+    lines = {line.split()[0]: line for line in describe_keys().splitlines() if line.startswith("  --")}
+    assert len(lines) == sum(len(dataclasses.fields(c)) for c in (Config().data, Config().model, Config().objective,
+                                                                 Config().corruption, Config().train, Config().score))
+    assert lines["--train.steps"].split()[1:] == ["int", "default", "1000"]
+    assert lines["--train.precision"].split()[1:] == ["str", "default", '"auto"']
+    assert lines["--model.dilations"].split()[1:] == ["list", "of", "int", "default", "[1,", "2,", "4,", "8,", "16,",
+                                                      "32]"]
+    assert "table of float by name" in lines["--corruption.mask_weights"] and "crack = 0.0" in lines[
+        "--corruption.mask_weights"]

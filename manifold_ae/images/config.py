@@ -5,7 +5,8 @@ training, scoring). It is built from a preset (``manifold_ae/images/presets/<nam
 saved ``config.json``) plus command-line overrides such as ``--train.lr=3e-4`` or ``--steps=200`` (a bare key
 is accepted when exactly one section has it). Every value is checked against its field's type; an unknown key
 is reported together with the closest known keys. The resolved config is written beside every run
-(``config.toml`` and ``config.json``) and stored inside every checkpoint (``Config.to_dict``).
+(``config.toml`` and ``config.json``) and stored inside every checkpoint (``Config.to_dict``), the run
+directory's ``CHECKPOINT_NAME``.
 """
 from __future__ import annotations
 
@@ -29,11 +30,22 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["DataConfig", "ModelConfig", "ObjectiveConfig", "CorruptionConfig", "TrainConfig", "ScoreConfig",
            "Config", "PRESET_DIR", "DATASETS", "OBJECTIVES", "list_presets", "load_config", "apply_overrides",
-           "parse_overrides", "to_toml", "save_config"]
+           "parse_overrides", "to_toml", "save_config", "describe_keys", "CHECKPOINT_NAME", "PRECISIONS",
+           "RENAMED_KEYS"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 DATASETS = ("synthetic", "mvtec", "folder", "magnetic_tile", "visa", "mvtec_ad2", "mvtec_loco")
 OBJECTIVES = ("selfsupervised", "reconstruction", "denoising")
+PRECISIONS = ("auto", "bf16", "float32")
+#: the checkpoint file of a run directory (``manifold-ae train`` writes it; evaluate, predict, compare read it)
+CHECKPOINT_NAME = "checkpoint.pt"
+#: keys that no longer exist -> what replaced them (a config naming one is refused with this message)
+RENAMED_KEYS = {
+    "train.bf16": 'train.precision = "auto" | "bf16" | "float32", one setting for whatever device runs '
+                  '("auto": bf16 on CUDA, float32 on a CPU); e.g. --train.precision=float32',
+    "train.cpu_bf16": 'train.precision = "auto" | "bf16" | "float32", one setting for whatever device runs '
+                      '("bf16": bf16 autocast on a CPU too); e.g. --train.precision=bf16',
+}
 
 
 @dataclass(frozen=True)
@@ -138,11 +150,11 @@ class ObjectiveConfig:
         check_positive(self.weight_corrupted, "objective.weight_corrupted", allow_zero=True)
 
 
-def _recipe_default(kind: str) -> tuple[float, ...]:
+def _recipe_default(kind: str) -> dict[str, float]:
     """The paper recipe's weights, from the one table in ``corruptions.image``."""
     from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS
 
-    return tuple((MASK_WEIGHTS if kind == "mask" else FILL_WEIGHTS).values())
+    return dict(MASK_WEIGHTS if kind == "mask" else FILL_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -150,22 +162,26 @@ class CorruptionConfig:
     """Training corruptions of the ``selfsupervised`` objective (passed to ``paper_corruption``).
 
     ``clean_fraction`` of the training samples stay uncorrupted; ``opacity`` is the blending interval.
-    ``mask_weights`` are the relative weights of the masks [perlin, blob, rectangle, line, crack] and
-    ``fill_weights`` those of the fills [patch, texture, noise, elastic, color]; the defaults are the paper
-    recipe (``corruptions.image.MASK_WEIGHTS`` / ``FILL_WEIGHTS``).
+    ``mask_weights`` are the relative weights of the masks by name (perlin, blob, rectangle, line, crack) and
+    ``fill_weights`` those of the fills (patch, texture, noise, elastic, color); a name left out keeps the paper
+    recipe's weight (``corruptions.image.MASK_WEIGHTS`` / ``FILL_WEIGHTS``), 0 removes the option. In TOML
+    ``mask_weights = {crack = 0.25}``, on the command line ``--corruption.mask_weights.crack=0.25``.
     """
 
     clean_fraction: float = 0.1
     opacity: tuple[float, ...] = (0.5, 1.0)
-    mask_weights: tuple[float, ...] = field(default_factory=lambda: _recipe_default("mask"))
-    fill_weights: tuple[float, ...] = field(default_factory=lambda: _recipe_default("fill"))
+    mask_weights: dict[str, float] = field(default_factory=lambda: _recipe_default("mask"))
+    fill_weights: dict[str, float] = field(default_factory=lambda: _recipe_default("fill"))
 
     def __post_init__(self) -> None:
         from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS, recipe_weights
 
         check_fraction(self.clean_fraction, "corruption.clean_fraction")
-        recipe_weights(self.mask_weights, MASK_WEIGHTS, "corruption.mask_weights")
-        recipe_weights(self.fill_weights, FILL_WEIGHTS, "corruption.fill_weights")
+        # completed with the recipe's weights, in the recipe's order (a frozen dataclass: set once, here)
+        object.__setattr__(self, "mask_weights", recipe_weights(self.mask_weights, MASK_WEIGHTS,
+                                                                "corruption.mask_weights"))
+        object.__setattr__(self, "fill_weights", recipe_weights(self.fill_weights, FILL_WEIGHTS,
+                                                                "corruption.fill_weights"))
         if len(self.opacity) != 2 or self.opacity[0] > self.opacity[1]:
             raise ValueError(f"corruption.opacity must be an interval [low, high] with low <= high, "
                              f"got {self.opacity!r}")
@@ -178,10 +194,12 @@ class TrainConfig:
     """Optimisation, precision, checkpointing and output.
 
     ``batch_size`` is the global batch: with K processes each takes ``batch_size / K``. ``device`` is
-    ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``. ``bf16`` and ``channels_last`` take effect
-    on CUDA only. ``cpu_bf16`` runs the forward pass under bf16 autocast on a CPU too: 1.3x the training
-    throughput on a CPU with native bf16 (AVX512-BF16 or AMX; ``docs/training.md``), emulated and much slower on
-    one without, hence off by default. ``compile`` wraps the model in ``torch.compile``. ``crop > 0`` trains on random
+    ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``. ``precision`` applies to whatever device runs:
+    ``bf16`` runs the forward pass under bf16 autocast, ``float32`` does not, ``auto`` is bf16 on CUDA and
+    float32 on a CPU. On a CPU bf16 gives 1.3x the training throughput when the CPU has native bf16
+    (AVX512-BF16 or AMX; ``docs/training.md``) and is emulated and slower without (``train`` warns), hence not
+    the CPU's ``auto``. ``channels_last`` applies to the model and batches on every device. ``compile`` wraps
+    the model in ``torch.compile``. ``crop > 0`` trains on random
     ``crop`` x ``crop`` windows of the ``data.image_size`` images (one per image and step; the fully
     convolutional model still scores whole images), so a higher resolution costs no more per step.
     """
@@ -194,8 +212,7 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     device: str = "auto"
-    bf16: bool = True
-    cpu_bf16: bool = False
+    precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
     checkpoint_every: int = 200
@@ -212,6 +229,7 @@ class TrainConfig:
         check_positive(self.clip, "train.clip", allow_zero=True)
         check_int(self.seed, "train.seed", minimum=0)
         check_choice(self.device, "train.device", ("auto", "cpu", "cuda"))
+        check_choice(self.precision, "train.precision", PRECISIONS)
         check_int(self.checkpoint_every, "train.checkpoint_every", minimum=1)
         check_int(self.log_every, "train.log_every", minimum=1)
 
@@ -272,10 +290,16 @@ class Config:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, source: str = "config") -> "Config":
-        """Build a config from a (possibly partial) nested dict, checking every key and value type."""
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "config", stored: bool = False) -> "Config":
+        """Build a config from a (possibly partial) nested dict, checking every key and value type.
+
+        A key of :data:`RENAMED_KEYS` is refused, naming its replacement. ``stored=True`` (the config inside a
+        checkpoint) translates the keys of older checkpoints instead, so they still load.
+        """
         if not isinstance(d, Mapping):
             raise ValueError(f"{source}: expected a table of sections, got {d!r}")
+        if stored:
+            d = _upgrade_stored(d)
         unknown = [k for k in d if k not in _SECTIONS and k != "preset"]
         if unknown:
             raise ValueError(f"{source}: unknown section(s) {unknown}; expected some of "
@@ -288,6 +312,9 @@ class Config:
             hints = _field_types(section_cls)
             checked = {}
             for key, value in values.items():
+                if f"{name}.{key}" in RENAMED_KEYS:
+                    raise ValueError(f"{source}: {name}.{key} no longer exists; it was replaced by "
+                                     f"{RENAMED_KEYS[f'{name}.{key}']}")
                 if key not in hints:
                     raise ValueError(f"{source}: unknown key {name}.{key}{_suggest(key, list(hints), name)}")
                 checked[key] = _coerce(value, hints[key], f"{name}.{key}", source=source)
@@ -303,12 +330,31 @@ _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "objecti
                               "corruption": CorruptionConfig, "train": TrainConfig, "score": ScoreConfig}
 
 
+def _upgrade_stored(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config in today's keys: ``train.bf16``/``cpu_bf16`` become ``train.precision``, the
+    positional weight lists of ``corruption`` become tables by name."""
+    from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS
+
+    d = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+    train = d.get("train", {})
+    if "bf16" in train or "cpu_bf16" in train:
+        cuda_bf16, cpu_bf16 = bool(train.pop("bf16", True)), bool(train.pop("cpu_bf16", False))
+        train["precision"] = "bf16" if cpu_bf16 else "auto" if cuda_bf16 else "float32"
+    corruption = d.get("corruption", {})
+    for key, names in (("mask_weights", MASK_WEIGHTS), ("fill_weights", FILL_WEIGHTS)):
+        if isinstance(corruption.get(key), (list, tuple)) and len(corruption[key]) == len(names):
+            corruption[key] = dict(zip(names, corruption[key]))
+    return d
+
+
 def _field_types(section_cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(section_cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -323,12 +369,20 @@ def _suggest(key: str, known: list[str], section: str | None = None) -> str:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is tuple:
         return f"list of {typing.get_args(tp)[0].__name__}"
+    if typing.get_origin(tp) is dict:
+        return f"table of {typing.get_args(tp)[1].__name__} by name"
     return tp.__name__
 
 
 def _coerce(value: Any, tp: Any, key: str, *, source: str) -> Any:
     """Check ``value`` (from TOML/JSON, already typed) against the field type ``tp``."""
     where = f"{source}: {key}"
+    if typing.get_origin(tp) is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where} = {value!r} has the wrong type; expected a {_type_name(tp)}, e.g. "
+                             f"{key} = {{name = 0.25}} in TOML or --{key}.name=0.25")
+        item_tp = typing.get_args(tp)[1]
+        return {str(k): _coerce(v, item_tp, f"{key}.{k}", source=source) for k, v in value.items()}
     if typing.get_origin(tp) is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where} = {value!r} has the wrong type; expected a {_type_name(tp)}")
@@ -421,6 +475,12 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not item.startswith("--") or "=" not in item:
             raise ValueError(f"override {item!r} must look like --key=value or --section.key=value")
         key, text = item[2:].split("=", 1)
+        if key in RENAMED_KEYS or f"train.{key}" in RENAMED_KEYS:
+            old = key if key in RENAMED_KEYS else f"train.{key}"
+            raise ValueError(f"override --{key}: {old} no longer exists; it was replaced by {RENAMED_KEYS[old]}")
+        entry = ""  # the name inside a table field: --corruption.mask_weights.crack=0.25
+        if key.count(".") >= 2 or ("." in key and key.split(".", 1)[0] not in _SECTIONS):
+            key, entry = key.rsplit(".", 1)
         if "." in key:
             section, name = key.split(".", 1)
             if section not in _SECTIONS:
@@ -440,7 +500,18 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
             section, name = owners[0], key
             key = f"{section}.{name}"
         tp = _field_types(_SECTIONS[section])[name]
-        out.setdefault(section, {})[name] = _parse_value(text, tp, key)
+        if typing.get_origin(tp) is dict:
+            if not entry:
+                names = list(getattr(_SECTIONS[section](), name))
+                raise ValueError(f"override --{key}={text!r}: {key} is a {_type_name(tp)} over {names}; set one "
+                                 f"entry with --{key}.NAME=VALUE, e.g. --{key}.{names[-1]}=0.25")
+            out.setdefault(section, {}).setdefault(name, {})[entry] = _parse_scalar(
+                text, typing.get_args(tp)[1], f"{key}.{entry}")
+        elif entry:
+            raise ValueError(f"override --{key}.{entry}: unknown key {f'{key}.{entry}'!r}; {key} is of type "
+                             f"{_type_name(tp)}, not a table")
+        else:
+            out.setdefault(section, {})[name] = _parse_value(text, tp, key)
     return out
 
 
@@ -449,7 +520,8 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     parsed = parse_overrides(overrides)
     d = config.to_dict()
     for section, values in parsed.items():
-        d[section].update({k: _plain(v) for k, v in values.items()})
+        for k, v in values.items():  # a table field takes the named entries, keeping the others
+            d[section][k] = {**d[section][k], **v} if isinstance(v, dict) else _plain(v)
     return Config.from_dict(d, source="overrides")
 
 
@@ -507,6 +579,8 @@ def _toml_value(value: Any) -> str:
                              else "\\" + ch if ch in '"\\' else ch for ch in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table; the names are bare keys (letters, digits, _ and -)
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
@@ -526,3 +600,16 @@ def save_config(config: Config, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_text(directory / "config.toml", to_toml(config))
     write_json(directory / "config.json", config.to_dict())
+
+
+def describe_keys() -> str:
+    """Every config key with its type and default, one line each, grouped by section (for ``--help``)."""
+    lines = []
+    for section, section_cls in _SECTIONS.items():
+        lines.append(f"[{section}]")
+        defaults = section_cls()
+        hints = _field_types(section_cls)
+        for f in dataclasses.fields(section_cls):
+            default = _toml_value(_plain(getattr(defaults, f.name)))
+            lines.append(f"  --{section + '.' + f.name:<28} {_type_name(hints[f.name]):<23} default {default}")
+    return "\n".join(lines)

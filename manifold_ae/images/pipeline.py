@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
-from manifold_ae.images.config import Config, DataConfig, ModelConfig, ScoreConfig
+from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, ModelConfig, ScoreConfig
 from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
@@ -264,9 +264,9 @@ class Pipeline:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto") -> "Pipeline":
-        """Rebuild the model of a training checkpoint (file, or run directory holding ``checkpoint.pt``)."""
+        """Rebuild the model of a training checkpoint (file, or run directory holding ``CHECKPOINT_NAME``)."""
         state = load_checkpoint(path)
-        config = Config.from_dict(state["config"], source=f"{path} (stored config)")
+        config = Config.from_dict(state["config"], source=f"{path} (stored config)", stored=True)
         model = build_model(config.model, channels=config.data.channels)
         model.load_state_dict(state["model"])
         pipe = cls(model, image_size=config.data.image_size, channels=config.data.channels, score=config.score,
@@ -353,9 +353,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint (file or run directory) on the CPU, with ``weights_only`` unpickling."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / CHECKPOINT_NAME
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist; expected a checkpoint.pt written by manifold-ae "
+        raise ValueError(f"checkpoint {path} does not exist; expected a {CHECKPOINT_NAME} written by manifold-ae "
                          "train, or its run directory")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
