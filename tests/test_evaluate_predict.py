@@ -18,7 +18,8 @@ from manifold_ae.commands.train import main as train_main
 
 TINY = ["--data.dataset=synthetic", "--data.category=widget", "--data.image_size=32", "--model.width=4",
         "--model.depth=2", "--model.dilations=1,2", "--model.sdc_layers=1", "--train.batch_size=4",
-        "--train.lr=1e-2", "--train.warmup=1", "--train.steps=8", "--train.device=cpu", "--train.bf16=false",
+        "--train.lr=1e-2", "--train.warmup=1", "--train.steps=8", "--train.device=cpu",
+        "--train.precision=float32",
         "--train.channels_last=false", "--data.holdout_fraction=0.25", "--score.sigma=1", "--score.batch_size=3",
         "--no-progress"]
 

@@ -12,11 +12,12 @@ import manifold_ae.commands.train as train_mod
 from fakes import make_fake_mvtec
 from manifold_ae.images.config import Config, load_config
 from manifold_ae.images.pipeline import load_checkpoint
-from manifold_ae.commands.train import Distributed, main, save_checkpoint, train
+from manifold_ae.commands.train import CHECKPOINT_NAME, Distributed, main, save_checkpoint, train
 
 TINY = ["--data.dataset=synthetic", "--data.category=widget", "--data.image_size=32", "--data.cache=true",
         "--model.width=4", "--model.depth=2", "--model.dilations=1,2", "--model.sdc_layers=1",
-        "--train.batch_size=4", "--train.lr=1e-2", "--train.warmup=1", "--train.device=cpu", "--train.bf16=false",
+        "--train.batch_size=4", "--train.lr=1e-2", "--train.warmup=1", "--train.device=cpu",
+        "--train.precision=float32",
         "--train.channels_last=false", "--train.log_every=1", "--score.sigma=1", "--score.batch_size=4"]
 
 
@@ -92,8 +93,10 @@ def test_loader_workers_and_resume_leave_the_weights_unchanged(data_root, tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_without_the_stored_rng_states_diverges(data_root, tmp_path, monkeypatch):
-    """The control for the test above: the corruptions' RNG state is what makes the resume exact."""
+def test_resume_without_the_stored_rng_states_is_exact_for_corruptions_and_diverges_for_crops(
+        data_root, tmp_path, monkeypatch):
+    """Corruptions are seeded per sample and step, so they need no stored RNG state; the crop offsets come from
+    the process's RNG stream, so without its stored state (the control) the resumed run diverges."""
     steps = ["--train.steps=5", "--train.checkpoint_every=3"]
     assert main(args(data_root, tmp_path / "full", *steps)) == 0
     crash_on_call(monkeypatch, 4)
@@ -101,7 +104,21 @@ def test_resume_without_the_stored_rng_states_diverges(data_root, tmp_path, monk
         main(args(data_root, tmp_path / "cut", *steps))
     state = load_checkpoint(tmp_path / "cut")
     state["rng"] = []  # as if from a different number of processes: fresh per-rank seeds
-    save_checkpoint(state, tmp_path / "cut" / "checkpoint.pt")
+    save_checkpoint(state, tmp_path / "cut" / CHECKPOINT_NAME)
+    crash_on_call(monkeypatch, -1)
+    assert main(args(data_root, tmp_path / "cut", *steps, "--resume")) == 0
+    a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    steps = [*steps, "--train.crop=16"]
+    tmp_path = tmp_path / "crop"
+    assert main(args(data_root, tmp_path / "full", *steps)) == 0
+    crash_on_call(monkeypatch, 4)
+    with pytest.raises(Crash):
+        main(args(data_root, tmp_path / "cut", *steps))
+    state = load_checkpoint(tmp_path / "cut")
+    state["rng"] = []  # as if from a different number of processes: fresh per-rank seeds
+    save_checkpoint(state, tmp_path / "cut" / CHECKPOINT_NAME)
     crash_on_call(monkeypatch, -1)
     assert main(args(data_root, tmp_path / "cut", *steps, "--resume")) == 0
     a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
@@ -109,7 +126,7 @@ def test_resume_without_the_stored_rng_states_diverges(data_root, tmp_path, monk
 
 
 def test_interrupted_checkpoint_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
-    path = tmp_path / "run" / "checkpoint.pt"
+    path = tmp_path / "run" / CHECKPOINT_NAME
     save_checkpoint({"step": 1, "w": torch.arange(4.0)}, path)
     real_save = torch.save
 
@@ -121,7 +138,7 @@ def test_interrupted_checkpoint_write_leaves_the_previous_file_intact(tmp_path, 
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint({"step": 2, "w": torch.zeros(4)}, path)
     monkeypatch.setattr(torch, "save", real_save)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary file left
+    assert sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT_NAME]  # no temporary file left
     state = torch.load(path, weights_only=True)
     assert state["step"] == 1 and torch.equal(state["w"], torch.arange(4.0))
 
@@ -146,7 +163,7 @@ def test_failed_write_during_training_keeps_the_last_good_checkpoint(data_root, 
 
 def test_checkpoint_holds_everything_needed_and_loads_weights_only(data_root, tmp_path):
     assert main(args(data_root, tmp_path, "--train.steps=2", "--train.checkpoint_every=5")) == 0
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # no arbitrary pickles inside
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)  # no arbitrary pickles inside
     assert {"model", "optimizer", "scheduler", "step", "config", "rng", "thresholds"} <= set(state)
     assert Config.from_dict(state["config"]) == load_config(tmp_path / "config.toml")
     assert len(state["rng"]) == 1 and state["world_size"] == 1
@@ -159,7 +176,43 @@ def test_checkpoint_holds_everything_needed_and_loads_weights_only(data_root, tm
 def test_dry_run_writes_a_two_step_run_beside_the_real_one(data_root, tmp_path):
     assert main(args(data_root, tmp_path, "--dry-run", "--train.steps=500")) == 0
     assert load_checkpoint(tmp_path / "dry-run")["step"] == 2
-    assert not (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / CHECKPOINT_NAME).exists()
+
+
+def test_each_objective_name_builds_its_objective_with_its_parameters():
+    from manifold_ae import objectives
+    from manifold_ae.corruptions.base import MaskedCorruption
+    from manifold_ae.corruptions.image import ColorShiftFill, CrackMask, RandomChoice
+    from manifold_ae.corruptions.vector import GaussianNoise
+
+    model = torch.nn.Identity()
+    base = load_config("quick")
+
+    def built(**objective):
+        return train_mod.build_objective(base.replace(objective=dataclasses.replace(base.objective, **objective)),
+                                         model)
+
+    rec = built(name="reconstruction")
+    assert type(rec) is objectives.Reconstruction and rec.model is model
+    dae = built(name="denoising", sigma=0.07)
+    assert type(dae) is objectives.Denoising and isinstance(dae.corruption, GaussianNoise)
+    assert dae.sigma == 0.07
+    x = torch.full((2, 3, 8, 8), 0.5)
+    noisy, mask = dae.corruption(x, torch.Generator().manual_seed(0))
+    assert float((noisy - x).std()) == pytest.approx(0.07, rel=0.2) and torch.equal(mask, torch.ones_like(x))
+    ssl = built(name="selfsupervised", weight_corrupted=3.0)
+    assert type(ssl) is objectives.SelfSupervised and ssl.weight_corrupted == 3.0
+    assert isinstance(ssl.corruption, MaskedCorruption)
+    assert ssl.corruption.opacity == (0.5, 1.0) and ssl.corruption.clean_fraction == 0.1  # the quick preset's
+    assert built(name="selfsupervised").weight_corrupted is None  # 0 = uniform weights
+    # the named weights reach the recipe: only cracks filled by colour shifts
+    only = base.replace(corruption=dataclasses.replace(
+        base.corruption, mask_weights={"perlin": 0, "blob": 0, "rectangle": 0, "line": 0, "crack": 1},
+        fill_weights={"patch": 0, "texture": 0, "noise": 0, "elastic": 0, "color": 2}))
+    corruption = train_mod.build_objective(only, model).corruption
+    assert isinstance(corruption.mask, RandomChoice) and isinstance(corruption.fill, RandomChoice)
+    assert [type(o) for o in corruption.mask.options] == [CrackMask] and corruption.mask.weights == (1.0,)
+    assert [type(o) for o in corruption.fill.options] == [ColorShiftFill]
 
 
 def test_the_three_objectives_train(data_root, tmp_path):
@@ -238,39 +291,57 @@ def test_missing_dataset_folder_names_the_path(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_run_with_bf16_autocast_and_channels_last(data_root, tmp_path):
-    assert main(args(data_root, tmp_path, "--train.steps=3", "--train.device=cuda", "--train.bf16=true",
+    assert main(args(data_root, tmp_path, "--train.steps=3", "--train.device=cuda", "--train.precision=auto",
                      "--train.channels_last=true", "--data.pin_memory=true")) == 0
     state = load_checkpoint(tmp_path)
     assert state["step"] == 3 and len(state["rng"][0]["cuda"]) >= 1
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
 
 
-def test_cpu_bf16_autocasts_the_cpu_forward_pass_and_bf16_alone_does_not(data_root, tmp_path, monkeypatch):
+def test_precision_is_one_setting_for_every_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert [train_mod.autocast_dtype(p, cpu) for p in ("auto", "bf16", "float32")] == [None, torch.bfloat16, None]
+    assert [train_mod.autocast_dtype(p, cuda) for p in ("auto", "bf16", "float32")] == [torch.bfloat16] * 2 + [None]
+
+
+def test_bf16_precision_autocasts_the_cpu_forward_pass_and_auto_does_not(data_root, tmp_path, monkeypatch):
     dtypes = []
     real = train_mod.train_step
     monkeypatch.setattr(train_mod, "train_step", lambda *a, **k: dtypes.append(k["autocast_dtype"]) or real(*a, **k))
-    assert main(args(data_root, tmp_path / "cuda-only", "--train.steps=3", "--train.bf16=true")) == 0
-    assert dtypes == [None] * 3  # train.bf16 is the CUDA switch: a CPU run stays in float32
+    assert main(args(data_root, tmp_path / "auto", "--train.steps=3", "--train.precision=auto")) == 0
+    assert dtypes == [None] * 3  # auto is float32 on a CPU
     dtypes.clear()
-    assert main(args(data_root, tmp_path / "cpu", "--train.steps=3", "--train.cpu_bf16=true")) == 0
+    assert main(args(data_root, tmp_path / "cpu", "--train.steps=3", "--train.precision=bf16")) == 0
     assert dtypes == [torch.bfloat16] * 3
     # mixed precision follows the float32 run: same data, corruptions and initial weights, bf16 rounding only
     losses = {}
-    for name in ("cuda-only", "cpu"):
+    for name in ("auto", "cpu"):
         log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
         losses[name] = [e["loss"] for e in log if "loss" in e]
-    assert losses["cpu"] != losses["cuda-only"]
-    assert losses["cpu"] == pytest.approx(losses["cuda-only"], rel=0.02)
+    assert losses["cpu"] != losses["auto"]
+    assert losses["cpu"] == pytest.approx(losses["auto"], rel=0.02)
 
 
-def test_cpu_bf16_warns_on_a_cpu_without_native_bf16(data_root, tmp_path, monkeypatch, capsys):
+def test_bf16_warns_on_a_cpu_without_native_bf16(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train_mod, "native_cpu_bf16", lambda: False)
-    assert main(args(data_root, tmp_path / "a", "--train.steps=1", "--train.cpu_bf16=true")) == 0
-    assert "--train.cpu_bf16=false" in capsys.readouterr().err
-    assert main(args(data_root, tmp_path / "b", "--train.steps=1")) == 0  # float32: nothing to warn about
+    assert main(args(data_root, tmp_path / "a", "--train.steps=1", "--train.precision=bf16")) == 0
+    assert "--train.precision=float32" in capsys.readouterr().err
+    assert main(args(data_root, tmp_path / "b", "--train.steps=1", "--train.precision=auto")) == 0
+    assert "warning" not in capsys.readouterr().err  # float32 on a CPU: nothing to warn about
     monkeypatch.setattr(train_mod, "native_cpu_bf16", lambda: True)
-    assert main(args(data_root, tmp_path / "c", "--train.steps=1", "--train.cpu_bf16=true")) == 0
-    assert "cpu_bf16" not in capsys.readouterr().err
+    assert main(args(data_root, tmp_path / "c", "--train.steps=1", "--train.precision=bf16")) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_old_precision_switches_name_their_replacement(data_root, tmp_path, capsys):
+    for old in ("--train.bf16=false", "--train.cpu_bf16=true", "--cpu_bf16=true"):
+        assert main(args(data_root, tmp_path, "--train.steps=1", old)) == 2
+        err = capsys.readouterr().err
+        assert "no longer exists" in err and "train.precision" in err, old
+    bad = tmp_path / "old.toml"
+    bad.write_text("[train]\ncpu_bf16 = true\n")
+    assert main(["--preset", str(bad), "--no-progress"]) == 2
+    assert "train.cpu_bf16 no longer exists" in capsys.readouterr().err
 
 
 def test_native_cpu_bf16_reads_the_cpu_flags(tmp_path):
@@ -280,3 +351,31 @@ def test_native_cpu_bf16_reads_the_cpu_flags(tmp_path):
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
         assert train_mod.native_cpu_bf16(info) is expected, flags
     assert train_mod.native_cpu_bf16(tmp_path / "missing") is None
+
+
+def test_a_non_finite_loss_stops_training_at_the_next_log_step(data_root, tmp_path, monkeypatch, capsys):
+    """The loss is read only at log steps (no host sync per step); a NaN from step 3 on is caught at step 4."""
+    from manifold_ae.images import pipeline
+
+    real_build = pipeline.build_model
+
+    def poisoned(*a, **k):
+        model = real_build(*a, **k)
+        calls = [0]
+
+        def hook(module, inputs, output):
+            calls[0] += 1
+            return output * float("nan") if calls[0] >= 3 else output
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", poisoned)
+    steps = []
+    real_step = train_mod.train_step
+    monkeypatch.setattr(train_mod, "train_step", lambda *a, **k: steps.append(1) or real_step(*a, **k))
+    assert main(args(data_root, tmp_path, "--train.steps=8", "--train.log_every=2",
+                     "--train.checkpoint_every=100")) == 2
+    err = capsys.readouterr().err
+    assert "loss became nan (non-finite) at step 4" in err and "lower the learning rate" in err
+    assert len(steps) == 4  # stopped at the first log step after the NaN, not at the end
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # nothing non-finite was saved

@@ -11,10 +11,11 @@ Several processes, one per GPU (or CPU processes with gloo), on one or several n
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
         -m manifold_ae.commands.train --preset mvtec --data.category=bottle
 
-A run directory holds ``config.toml``/``config.json``, ``log.jsonl`` and ``checkpoint.pt`` (model, optimizer,
+A run directory holds ``config.toml``/``config.json``, ``log.jsonl`` and ``CHECKPOINT_NAME`` (model, optimizer,
 scheduler, every rank's RNG states, step, config; rewritten atomically every ``train.checkpoint_every`` steps
 and at the end, when the held-out normal images' thresholds are added). ``--resume`` continues from it and
-ends with exactly the weights of an uninterrupted run (deterministic CPU).
+ends with exactly the weights of an uninterrupted run (deterministic CPU). The self-supervised corruptions are
+seeded per sample (run seed, step, position in the global batch), so K processes train like one.
 """
 from __future__ import annotations
 
@@ -36,17 +37,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from manifold_ae.images.config import Config, load_config, parse_overrides, save_config
-from manifold_ae.loop import check_finite, cosine_schedule, random_crop, train_step
+from manifold_ae.images.config import (CHECKPOINT_NAME, Config, describe_keys, load_config, parse_overrides,
+                                       save_config)
+from manifold_ae.loop import check_finite, cosine_schedule, random_crop, sample_seeds, train_step
 from manifold_ae.commands.check_data import checked_datasets
 from manifold_ae.images.pipeline import (Pipeline, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
 from manifold_ae.files import atomic_write
 
 __all__ = ["main", "train", "build_objective", "save_checkpoint", "Distributed", "setup_distributed",
-           "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
+           "autocast_dtype", "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
 #: settings a resumed run may change; everything else must match the checkpoint's config
 RESUMABLE_KEYS = frozenset({"train.steps", "train.checkpoint_every", "train.log_every", "train.compile",
                             "data.num_workers", "data.pin_memory", "data.root", "train.out_dir"})
@@ -115,6 +116,14 @@ def native_cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The forward pass's autocast dtype for ``train.precision`` on ``device``: ``bf16`` -> bfloat16 on every
+    device, ``float32`` -> None (no autocast), ``auto`` -> bfloat16 on CUDA and None on a CPU."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
 # ----------------------------------------------------------------------------------------------- objective
 
 
@@ -135,6 +144,7 @@ def build_objective(config: Config, model: nn.Module) -> nn.Module:
                                   opacity=tuple(config.corruption.opacity),
                                   mask_weights=config.corruption.mask_weights,
                                   fill_weights=config.corruption.fill_weights, seed=config.train.seed)
+    # ``seed`` makes the texture bank; the training loop seeds the corruption of every sample (sample_seeds)
     weight = config.objective.weight_corrupted or None
     return objectives.SelfSupervised(model, corruption=corruption, weight_corrupted=weight)  # T6
 
@@ -199,7 +209,7 @@ def _resolve_config(preset: str | None, overrides: Sequence[str], *, resume: boo
     if not (resume and path.is_file()):
         return config, None
     state = load_checkpoint(path)
-    stored = Config.from_dict(state["config"], source=f"{path} (stored config)")
+    stored = Config.from_dict(state["config"], source=f"{path} (stored config)", stored=True)
     if preset and config.preset != stored.preset:
         raise ValueError(f"--resume: {path} was trained from preset {stored.preset!r}, not {config.preset!r}; "
                          "resume with the same preset (or none)")
@@ -251,7 +261,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                          f"images of {dc.root!r}; lower the batch size")
     sampler = _ResumableSampler(splits.train, num_replicas=ctx.world_size, rank=ctx.rank, seed=tc.seed)
     # the loader draws worker seeds from its own generator (reseeded per epoch), never from the global RNG
-    # that the corruptions use, so where an epoch's iterator is created cannot shift the corruption stream
+    # that the crop offsets use, so where an epoch's iterator is created cannot shift that stream
     loader_gen = torch.Generator()
     loader = DataLoader(splits.train, batch_size=batch, sampler=sampler, drop_last=True,
                         num_workers=dc.num_workers, pin_memory=dc.pin_memory and device.type == "cuda",
@@ -279,7 +289,8 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
         wrapped = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # ---- per-rank randomness (corruptions, workers): restored exactly on resume with the same world size
+    # ---- per-rank randomness (crop offsets): restored exactly on resume with the same world size. The
+    # corruptions do not use it: each sample's corruption is seeded from (seed, step, its global position)
     _seed_everything(tc.seed + 1_000_003 * (ctx.rank + 1))
     if checkpoint is not None:
         states = checkpoint.get("rng", [])
@@ -287,12 +298,14 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
             _set_rng_state(states[ctx.rank])
         else:  # a different number of processes: continue with fresh per-rank seeds derived from the step
             _seed_everything(tc.seed + 1_000_003 * (ctx.rank + 1) + step)
-    use_bf16 = tc.bf16 if device.type == "cuda" else tc.cpu_bf16  # the CPU has its own switch
-    autocast = torch.bfloat16 if use_bf16 else None
+    autocast = autocast_dtype(tc.precision, device)
     if autocast is not None and device.type == "cpu" and ctx.is_master and native_cpu_bf16() is False:
-        print("manifold-ae train: warning: train.cpu_bf16 = true, but this CPU has no native bf16 (no avx512_bf16 "
-              "or amx_bf16 flag), so bf16 autocast is emulated and slower than float32; pass "
-              "--train.cpu_bf16=false", file=sys.stderr)
+        print(f"manifold-ae train: warning: train.precision = {tc.precision!r} runs bf16 on this CPU, which has no "
+              "native bf16 (no avx512_bf16 or amx_bf16 flag), so bf16 autocast is emulated and slower than "
+              "float32; pass --train.precision=float32", file=sys.stderr)
+    from manifold_ae.objectives import SelfSupervised
+
+    seeded = isinstance(objective, SelfSupervised)  # corrupts: one seed per sample and step
 
     # ---- master-only I/O
     if ctx.is_master:
@@ -342,7 +355,10 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                 if tc.crop:
                     x = random_crop(x, tc.crop)  # (B, C, crop, crop)
                 x = x.contiguous(memory_format=memory_format)
-                loss = train_step(wrapped, x, optimizer, clip=tc.clip or None, autocast_dtype=autocast)
+                # sample i of this rank is sample i * K + rank of the global batch (DistributedSampler's order)
+                seeds = sample_seeds(seed=tc.seed, step=step, positions=range(ctx.rank, tc.batch_size,
+                                                                             ctx.world_size)) if seeded else None
+                loss = train_step(wrapped, x, optimizer, clip=tc.clip or None, autocast_dtype=autocast, seeds=seeds)
                 scheduler.step()
                 step += 1
                 if step % tc.log_every == 0 or step == tc.steps:
@@ -381,13 +397,15 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="manifold-ae train", allow_abbrev=False,
+        prog="manifold-ae train", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the image model. Any config field can be set with --section.key=value "
-                    "(or --key=value when the key is unique), e.g. --train.steps=500 --data.image_size=128.")
+                    "(or --key=value when the key is unique), e.g. --train.steps=500 --data.image_size=128; "
+                    "a table entry with --section.key.name=value, e.g. --corruption.mask_weights.crack=0.25.",
+        epilog="config keys (type, default without a preset; docs/training.md):\n" + describe_keys())
     p.add_argument("--preset", default=None, help="bundled preset name (quick, magnetic_tile, "
                    "magnetic_tile_gpu, mvtec) or a .toml/.json config file")
     p.add_argument("--out", default=None, help="run directory (same as --train.out_dir=...)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if it exists")
+    p.add_argument("--resume", action="store_true", help=f"continue from <out>/{CHECKPOINT_NAME} if it exists")
     p.add_argument("--dry-run", action="store_true", help="smoke test: 2 steps into <out>/dry-run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -414,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s "
                   f"({summary['images_per_s']:.1f} images/s), final loss {summary['loss']:.4g}; "
                   f"checkpoint: {summary['checkpoint']}")
-    except (ValueError, FileNotFoundError) as err:  # bad data or settings: the message names the path/field
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # bad data, settings or a diverged loss
         print(f"manifold-ae train: {err}", file=sys.stderr)
         return 2
     finally:
