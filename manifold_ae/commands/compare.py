@@ -17,7 +17,9 @@ The networks get the same global batch and number of steps (``train.steps``); PC
 training images. Every method is scored by the same :class:`~manifold_ae.images.pipeline.Pipeline` (residual map,
 Gaussian smoothing, image score) and the same metrics; thresholds come from the held-out normal training
 images only. A method whose run directory already holds a finished checkpoint of the same config is not
-trained again, so subsets of methods can be trained in parallel processes and collected afterwards.
+trained again, so subsets of methods can be trained in parallel processes and collected afterwards. A run
+directory holding anything else (a run of another config, an unfinished run, other files) is never deleted
+silently: compare stops and names the folder and the differing keys, and ``--overwrite`` replaces it.
 
 Output in ``--out``: one run directory per method, ``compare.json`` (metrics overall and per defect class,
 training times, thresholds, protocol) and ``results.md`` (one markdown table).
@@ -36,7 +38,7 @@ from typing import Any, Sequence
 
 import torch
 
-from manifold_ae.images.config import Config, load_config
+from manifold_ae.images.config import CHECKPOINT_NAME, Config, load_config
 from manifold_ae.commands.evaluate import TABLE_COLUMNS, metrics_for, percent_cell, score_splits
 from manifold_ae.images.pipeline import Pipeline, build_datasets, load_checkpoint
 from manifold_ae.files import write_json, write_text
@@ -65,27 +67,55 @@ def method_config(config: Config, method: str, *, out_dir: str | Path) -> Config
                           train=dataclasses.replace(config.train, out_dir=str(Path(out_dir) / method)))
 
 
-def _finished(config: Config) -> dict[str, Any] | None:
-    """The summary of a finished run of exactly ``config`` in its out_dir, else None."""
+def _differing_keys(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``section.key: stored -> wanted`` for every key where two ``Config.to_dict`` records differ."""
+    out = []
+    for section in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(section), wanted.get(section)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                    if old.get(k) != new.get(k)]
+        elif old != new:
+            out.append(f"{section}: {old!r} -> {new!r}")
+    return out
+
+
+def _existing_run(config: Config) -> tuple[dict[str, Any] | None, str]:
+    """What ``config``'s out_dir holds: (the summary of a finished run of exactly ``config``, "") to reuse, or
+    (None, why it cannot be reused) with ``why`` empty when the folder is absent or empty."""
     run = Path(config.train.out_dir)
-    summary_path, ckpt = run / "train_summary.json", run / "checkpoint.pt"
-    if not (summary_path.is_file() and ckpt.is_file()):
-        return None
+    if not run.exists() or not any(run.iterdir()):
+        return None, ""
+    summary_path, ckpt = run / "train_summary.json", run / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        return None, f"it holds no {CHECKPOINT_NAME} (files: {sorted(p.name for p in run.iterdir())[:5]})"
     state = load_checkpoint(ckpt)
-    if state["config"] != config.to_dict() or int(state["step"]) != config.train.steps:
-        return None
-    return json.loads(summary_path.read_text(encoding="utf-8"))
+    stored = Config.from_dict(state["config"], source=f"{ckpt} (stored config)", stored=True).to_dict()
+    differing = _differing_keys(stored, config.to_dict())
+    if differing:
+        return None, f"its checkpoint was trained with a different config ({'; '.join(differing)})"
+    if int(state["step"]) != config.train.steps or not summary_path.is_file():
+        return None, f"it holds an unfinished run (step {int(state['step'])} of {config.train.steps})"
+    return json.loads(summary_path.read_text(encoding="utf-8")), ""
 
 
-def _train_network(config: Config, *, progress: bool) -> dict[str, Any]:
-    """Train (or reuse) one network; returns its training summary."""
+def _train_network(config: Config, *, progress: bool, overwrite: bool = False) -> dict[str, Any]:
+    """Train (or reuse) one network; returns its training summary.
+
+    A run folder that holds anything but a finished run of ``config`` is replaced only with ``overwrite``;
+    otherwise a ValueError names the folder and why it cannot be reused.
+    """
     from manifold_ae.commands.train import train
 
-    done = _finished(config)
+    done, why = _existing_run(config)
     if done is not None:
         return done | {"reused": True}
     run = Path(config.train.out_dir)
-    if run.exists():  # a stale or different run of this method: start clean (our own output folder)
+    if why and not overwrite:
+        raise ValueError(f"{run} exists and cannot be reused: {why}. Nothing was deleted; pass --overwrite to "
+                         "replace it, or choose another --out")
+    if why:
+        print(f"manifold-ae compare: --overwrite: replacing {run} ({why})", flush=True)
         shutil.rmtree(run)
     summary = train(config, progress=progress)
     summary |= {"threads": torch.get_num_threads(), "started_by": "manifold-ae compare"}
@@ -109,7 +139,8 @@ def _pca(config: Config, splits: Any, *, out_dir: Path, n_components: int) -> tu
 
 
 def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tuple(METHODS),
-            n_components: int = 64, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+            n_components: int = 64, device: str = "cpu", progress: bool = True,
+            overwrite: bool = False) -> dict[str, Any]:
     """Train (or reuse) and score ``methods`` on ``config``'s dataset; write compare.json and results.md.
 
     Parameters
@@ -125,6 +156,9 @@ def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tup
         Where scoring runs (training follows ``config.train.device``).
     progress : bool
         Progress bars while training.
+    overwrite : bool
+        Replace a method's run folder that holds something other than a finished run of its config (without
+        it, such a folder stops the comparison with a ValueError naming the folder and the differing keys).
 
     Returns
     -------
@@ -159,7 +193,7 @@ def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tup
             mconfig = config
         else:
             mconfig = method_config(config, method, out_dir=out_dir)
-            training = _train_network(mconfig, progress=progress)
+            training = _train_network(mconfig, progress=progress, overwrite=overwrite)
             module = None
         start = time.perf_counter()
         if module is None:
@@ -233,12 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pca-components", type=int, default=64, help="k of the PCA baseline")
     p.add_argument("--device", default="cpu", help="device for scoring")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a method's run folder that holds a different or unfinished run (never silently)")
     args, overrides = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
         config = load_config(args.preset, overrides)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         record = compare(config, out_dir=args.out, methods=methods, n_components=args.pca_components,
-                         device=args.device, progress=not args.no_progress)
+                         device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
     except ValueError as err:
         print(f"manifold-ae compare: {err}", file=sys.stderr)
         return 2
