@@ -13,7 +13,7 @@ with ``--quick`` on CPU, where inductor spends minutes compiling on 2 cores).
     python benchmarks/bench_image.py --device cuda           # GPU: batch 32 inference and training
     python benchmarks/bench_image.py --render-only           # rebuild the doc from the recorded JSON only
     python benchmarks/bench_image.py --preset magnetic_tile --threads 1 --variants eager_fp32,bf16
-                                            # a preset's own model, resolution and batch (CPU presets: cpu_bf16)
+                                            # a preset's own model, resolution and batch (CPU presets: bf16)
 
 Writes ``benchmarks/results/image_<device>[_<tag>].json`` (tag: ``--tag``, else the preset) and regenerates
 ``docs/benchmarks-image.md`` from every ``image_*.json`` present. GPU goals (H200-class, 256^2): inference

@@ -211,7 +211,7 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
                          f"{r[f'{label}_scipy_fd_minus_brute_max']:.1e} | {err} |")
     closed = [r for r in rows if r["kind"] == "closed form"]
     numeric = [r for r in rows if r["kind"] == "numeric"]
-    lines += ["", "Targets (issue 2): closed-form >= 10⁶ points/s in R^100; numeric >= 100× faster than the "
+    lines += ["", "Targets: closed-form >= 10⁶ points/s in R^100; numeric >= 100× faster than the "
               "per-point scipy baseline with max error <= 1e-9.", "",
               f"Verdict: closed form, slowest {min(r['points_per_s_streamed'] for r in closed):.3g} points/s "
               f"(CPU time; {min(r['points_per_s_streamed_wall'] for r in closed):.3g} by the wall clock of the "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 5 as one prepared command, for a session that is lent a CUDA machine.
+# The GPU measurements as one prepared command, for a session that is lent a CUDA machine.
 #
 #   OUT=results DATA=path/to/magnetic-tile bash benchmarks/gpu_checks.sh
 #
@@ -23,7 +23,7 @@ log() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/log.txt"; }
 
 if [ "${SMOKE:-0}" = 1 ]; then
   bench=(--device cpu --quick --threads 1 --size 32 --width 4 --depth 2 --variants eager_fp32)
-  train=(--train.device=cpu --train.bf16=false --train.channels_last=false --train.compile=false
+  train=(--train.device=cpu --train.precision=float32 --train.channels_last=false --train.compile=false
          --train.steps=2 --train.batch_size=2 --train.warmup=1 --data.image_size=32 --data.num_workers=0
          --model.width=4 --model.depth=2 --model.dilations=1,2 --score.topk=5 --score.batch_size=8)
   device=cpu

@@ -30,7 +30,14 @@ def test_gpu_checks_script_smoke(tmp_path, magnetic_tile_root):
         # the collecting run reuses the networks trained one by one before it
         assert entry["training"].get("reused", method == "pca"), method
         assert set(entry["metrics"]) == {"all", "blowhole", "crack"}
-        assert 0.0 <= entry["metrics"]["all"]["image_auroc"] <= 1.0
+    # after 2 steps the networks are at chance (measured image AUROC 0.52-0.54), so the floors are on PCA, fitted in
+    # full (k = 64) on the same 32 px tiles: measured image AUROC 0.89 (blowhole 0.92, crack 0.84), pixel AUROC
+    # 0.94 (0.96, 0.95), AUPRO 0.80 (0.84, 0.83); a broken split, mask or score path falls to chance
+    pca = record["methods"]["pca"]["metrics"]
+    for defect in ("all", "blowhole", "crack"):
+        assert pca[defect]["image_auroc"] >= 0.75, (defect, pca[defect])
+        assert pca[defect]["pixel_auroc"] >= 0.85, (defect, pca[defect])
+        assert pca[defect]["aupro"] >= 0.65, (defect, pca[defect])
     log = (out / "log.txt").read_text()
     assert log.count("2/2 compare magnetic_tile_gpu") == 5 and log.rstrip().endswith("done")
     assert (runs / "selfsupervised" / "checkpoint.pt").is_file()
