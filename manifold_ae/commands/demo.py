@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from manifold_ae.images.config import CHECKPOINT_NAME
+
 __all__ = ["main"]
 
 
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  claims report   {out / 'verify' / 'report.md'}  ({state})")
     print(f"  synthetic data  {data}")
     for run in runs:
-        print(f"  training run    {run}  (config.toml, log.jsonl, checkpoint.pt)")
+        print(f"  training run    {run}  (config.toml, log.jsonl, {CHECKPOINT_NAME})")
     print(f"  evaluation      {eval_dir}  (results.md, metrics.json, scores.json, overlays_*.png)")
     print(f"  total time      {minutes:.1f} min")
     return 1 if verify_status else 0

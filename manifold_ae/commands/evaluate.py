@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from manifold_ae.anomaly.metrics import image_metrics, pixel_metrics
-from manifold_ae.images.config import Config, apply_overrides, parse_overrides
+from manifold_ae.images.config import CHECKPOINT_NAME, Config, apply_overrides, parse_overrides
 from manifold_ae.files import write_json, write_text
 from manifold_ae.images.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
 
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="manifold-ae evaluate", allow_abbrev=False,
                                 description="Evaluate checkpoints (files or run directories) on their test sets. "
                                             f"Overridable: {', '.join(sorted(EVALUATE_KEYS))}.")
-    p.add_argument("checkpoints", nargs="+", help="checkpoint.pt files or run directories")
+    p.add_argument("checkpoints", nargs="+", help=f"{CHECKPOINT_NAME} files or run directories")
     p.add_argument("--out", default=None, help="output directory (default: <run directory>/eval, or "
                                                "eval_synthetic with --synthetic)")
     p.add_argument("--synthetic", action="store_true",

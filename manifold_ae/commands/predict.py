@@ -1,7 +1,7 @@
 """``manifold-ae predict``: checkpoint + images -> heat-map PNGs and ``scores.json`` (T8).
 
     manifold-ae predict runs/quick path/to/images --out runs/quick/predict
-    manifold-ae predict runs/mt/checkpoint.pt ../shared/data/magnetic-tile/MT_Crack/Imgs --glob '*.jpg'
+    manifold-ae predict runs/mt ../shared/data/magnetic-tile/MT_Crack/Imgs --glob '*.jpg'
 
 Images go through :class:`~manifold_ae.images.pipeline.Pipeline`, the same path ``evaluate`` uses, so a file gets
 the same score from both. ``anomalous`` uses the image threshold stored in the checkpoint at the end of
@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from manifold_ae.images.config import CHECKPOINT_NAME
 from manifold_ae.images.pipeline import Pipeline
 from manifold_ae.files import atomic_write, write_json
 
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``manifold-ae predict CHECKPOINT IMAGES... --out DIR [--glob PATTERN]``."""
     p = argparse.ArgumentParser(prog="manifold-ae predict", allow_abbrev=False,
                                 description="Score images with a trained checkpoint; write heat maps and scores.json.")
-    p.add_argument("checkpoint", help="checkpoint.pt or its run directory")
+    p.add_argument("checkpoint", help=f"{CHECKPOINT_NAME} or its run directory")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--out", default=None, help="output directory (default: <run directory>/predict)")
     p.add_argument("--glob", default="*", help="file pattern inside folders, e.g. '*.jpg' (default: all images)")

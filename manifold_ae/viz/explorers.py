@@ -441,7 +441,7 @@ def run_browser(run_dir: str | Path, *, eval_dir: str | Path | None = None, devi
     Parameters
     ----------
     run_dir : path
-        A run directory of ``manifold-ae train`` (holding ``checkpoint.pt``).
+        A run directory of ``manifold-ae train`` (holding ``manifold_ae.images.config.CHECKPOINT_NAME``).
     eval_dir : path, optional
         Where ``manifold-ae evaluate`` wrote ``metrics.json`` and ``scores.json`` (default ``run_dir/eval``).
     device : str
