@@ -8,7 +8,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from manifold_ae.manifolds import MANIFOLDS, make_manifold
+from manifold_ae.manifolds import MANIFOLDS, estimate_reach, make_manifold
+from manifold_ae.manifolds.swiss_roll import Spiral
 
 N_AMBIENT = 7          # > every base dimension, so "outside" normals exist
 
@@ -19,17 +20,6 @@ def _make(name: str, *, ambient_dim: int | None = N_AMBIENT, seed: int = 0):
 
 def _scale(M) -> float:
     return M.reach if math.isfinite(M.reach) else 1.0
-
-
-def _interior(M, num: int, gen: torch.Generator) -> torch.Tensor:
-    """Parameters strictly inside bounded pieces (Dπ is one-sided on a boundary)."""
-    _, params = M.sample(num, generator=gen)
-    if M.name == "helix":
-        params = params.clamp(0.5, M.s_max - 0.5)
-    if M.name in ("swiss_roll", "s_curve"):
-        lo, hi = M.curve.t_min + 0.3, M.curve.t_max - 0.3
-        params = torch.stack([params[:, 0].clamp(lo, hi), params[:, 1].clamp(0.1, M.height - 0.1)], -1)
-    return params
 
 
 @pytest.mark.parametrize("name", MANIFOLDS)
@@ -56,7 +46,7 @@ def test_manifold_normal_ray_ground_truth(name, normal):
 def test_manifold_idempotent_and_residual_normal(name, seed, spread):
     M = _make(name, seed=seed % 7)
     gen = torch.Generator().manual_seed(seed)
-    p = M.from_params(_interior(M, 64, gen))
+    p = M.from_params(M.interior_params(64, generator=gen))
     x = p + spread * _scale(M) * torch.randn(64, M.ambient_dim, generator=gen, dtype=torch.float64)
     res = M.project_with_info(x)
     again = M.project(res.point)
@@ -66,27 +56,58 @@ def test_manifold_idempotent_and_residual_normal(name, seed, spread):
     T = M.tangent_basis(res.point)
     resid = (x - res.point)[..., None]
     inner = (T.transpose(-1, -2) @ resid).squeeze(-1).norm(dim=-1)
-    interior = _not_on_boundary(M, res.params)
+    interior = ~M.on_boundary(res.params)
     assert float(inner[interior].max()) <= 1e-9 * (1 + float(res.distance.max()))
-
-
-def _not_on_boundary(M, params: torch.Tensor) -> torch.Tensor:
-    if M.name == "helix":
-        return (params[:, 0] > 1e-9) & (params[:, 0] < M.s_max - 1e-9)
-    if M.name in ("swiss_roll", "s_curve"):
-        t, h = params[:, 0], params[:, 1]
-        return (t > M.curve.t_min + 1e-9) & (t < M.curve.t_max - 1e-9) & (h > 1e-12) & (h < M.height - 1e-12)
-    return torch.ones(params.shape[0], dtype=torch.bool)
 
 
 @pytest.mark.parametrize("name", MANIFOLDS)
 def test_manifold_jacobian_on_manifold_is_tangent_projector(name):
     M = _make(name, ambient_dim=5 if name != "flat_torus" else 6)
-    params = _interior(M, 4, torch.Generator().manual_seed(2))
+    params = M.interior_params(4, generator=torch.Generator().manual_seed(2))
     for p in M.from_params(params):
         J = torch.autograd.functional.jacobian(M.project, p)         # (n, n) Dπ(p) by autograd
         P = M.tangent_projector(p)
         assert float((J - P).abs().max()) < 1e-9
+
+
+def test_manifold_boundary_hooks():
+    """``on_boundary`` against hand-written boundary parameters; ``interior_params`` keep their margins."""
+    helix = make_manifold("helix", turns=2.0)
+    s_max = 4 * math.pi
+    assert helix.on_boundary(torch.tensor([[0.0], [1e-10], [2.0], [s_max]], dtype=torch.float64)).tolist() \
+        == [True, True, False, True]
+    roll = make_manifold("swiss_roll", height=21.0)
+    t0, t1 = 1.5 * math.pi, 4.5 * math.pi
+    params = torch.tensor([[t0, 5.0], [10.0, 0.0], [10.0, 21.0], [10.0, 5.0], [t1, 1.0]], dtype=torch.float64)
+    assert roll.on_boundary(params).tolist() == [True, True, True, False, True]
+    s_curve = make_manifold("s_curve", height=2.0)
+    params = torch.tensor([[-1.5 * math.pi, 1.0], [0.0, 1.0], [1.0, 2.0], [1.5 * math.pi, 1.0]], dtype=torch.float64)
+    assert s_curve.on_boundary(params).tolist() == [True, False, True, True]
+    gen = torch.Generator().manual_seed(12)
+    for name in MANIFOLDS:
+        M = _make(name)
+        params = M.interior_params(500, generator=gen)
+        assert params.shape == (500, M.intrinsic_dim)
+        assert not bool(M.on_boundary(params, atol=0.09).any()), name
+        assert bool(M.contains(M.from_params(params), atol=1e-10 * _scale(M)).all())
+    assert float(helix.interior_params(500, generator=gen).min()) == 0.5      # the margin is 0.5 in s
+
+
+@pytest.mark.parametrize("name", MANIFOLDS)
+def test_manifold_brute_force_hook(name):
+    """Numeric projections are never worse than their exhaustive grid; closed forms need no grid."""
+    M = _make(name)
+    if not M.numeric_projection:
+        with pytest.raises(NotImplementedError, match="brute_force_distance"):
+            M.brute_force_distance(torch.zeros(2, M.ambient_dim), nodes=10)
+        return
+    gen = torch.Generator().manual_seed(13)
+    x = M.from_params(M.interior_params(100, generator=gen))
+    x = x + 2 * _scale(M) * torch.randn(100, M.ambient_dim, generator=gen, dtype=torch.float64)
+    d, d_grid = M.distance(x), M.brute_force_distance(x, nodes=200_000)
+    assert float((d - d_grid).max()) <= 1e-12 * _scale(M)
+    assert float((d_grid - d).max()) <= 1e-6 * _scale(M)
+    assert M.brute_force_distance(x.reshape(4, 25, -1), nodes=1000).shape == (4, 25)
 
 
 @pytest.mark.parametrize("name,k", [("circle", 1), ("sphere", 2), ("sphere", 4)])
@@ -94,11 +115,13 @@ def test_manifold_jacobian_off_manifold_circle_sphere(name, k):
     params = {} if name == "circle" else {"k": k}
     M = make_manifold(name, ambient_dim=k + 4, seed=3, radius=1.7, centre=torch.arange(k + 4.0), **params)
     ray = M.sample_normal_ray(6, fraction=0.9, generator=torch.Generator().manual_seed(4))
-    for x in ray.x:
+    hook = M.projection_jacobian(ray.x)                             # (6, n, n) the closed form of the manifold
+    for x, J_hook in zip(ray.x, hook):
         J = torch.autograd.functional.jacobian(M.project, x)
         y_norm = float((M.Q.T @ (x - M.centre)).norm())             # ‖Qᵀ(x − c)‖ (= ‖x − c‖ for inside rays)
         expected = (1.7 / y_norm) * M.Q @ M.Q.T @ M.tangent_projector(x) @ M.Q @ M.Q.T
         assert float((J - expected).abs().max()) < 1e-10
+        assert float((J_hook - expected).abs().max()) < 1e-12
     inside = M.sample_normal_ray(6, normal="inside", generator=torch.Generator().manual_seed(5))
     for x in inside.x:
         J = torch.autograd.functional.jacobian(M.project, x)
@@ -146,7 +169,7 @@ def test_manifold_bases_are_orthonormal_and_complementary(name):
     eye = torch.eye(M.ambient_dim, dtype=torch.float64)
     assert float((B.transpose(-1, -2) @ B - eye).abs().max()) < 1e-12
     # tangent vectors are velocities of the parametrisation (finite differences of from_params)
-    params = _interior(M, 20, torch.Generator().manual_seed(10))
+    params = M.interior_params(20, generator=torch.Generator().manual_seed(10))
     P = M.tangent_projector(M.from_params(params))
     for i in range(M.intrinsic_dim):
         e = torch.zeros(M.intrinsic_dim, dtype=torch.float64)
@@ -248,3 +271,55 @@ def test_manifold_empty_normal_space_is_refused():
     M = make_manifold("circle")                                        # n = m = 2: nothing outside span(Q)
     with pytest.raises(ValueError, match=r"normal='outside' needs a non-empty normal space.*ambient_dim=2"):
         M.sample_normal_ray(3, normal="outside")
+
+
+@pytest.mark.parametrize("name", [n for n in MANIFOLDS if n not in ("circle", "sphere")])
+def test_manifold_without_closed_form_jacobian_says_so(name):
+    M = _make(name)
+    with pytest.raises(NotImplementedError, match="off-manifold Jacobian"):
+        M.projection_jacobian(torch.zeros(M.ambient_dim))
+
+
+def test_spiral_is_the_swiss_roll_profile_scaled():
+    """``Spiral``: the Swiss roll's profile in a plane, scaled; its reach, rays and densities follow."""
+    from scipy.stats import kstest
+
+    spiral = Spiral(scale=0.1, ambient_dim=5, seed=2)
+    roll = make_manifold("swiss_roll")
+    assert spiral.reach == pytest.approx(0.1 * roll.reach, rel=1e-15)
+    gen = torch.Generator().manual_seed(14)
+    t = torch.linspace(1.5 * math.pi, 4.5 * math.pi, 7, dtype=torch.float64)
+    w = 0.1 * torch.stack([t * torch.cos(t), t * torch.sin(t)], -1)                  # (7, 2) by hand
+    assert torch.allclose(spiral.from_params(t[:, None]), spiral.centre + w @ spiral.Q.T, atol=1e-15)
+    ray = spiral.sample_normal_ray(2000, fraction=0.9, generator=gen)
+    res = spiral.project_with_info(ray.x)
+    assert float((res.point - ray.p).norm(dim=-1).max()) <= 1e-9 * spiral.reach
+    assert bool(res.within_reach.all())
+    x = spiral.from_params(spiral.interior_params(200, generator=gen)) \
+        + spiral.reach * torch.randn(200, 5, generator=gen, dtype=torch.float64)
+    assert float((spiral.distance(x) - spiral.brute_force_distance(x, nodes=200_000)).max()) <= 1e-12
+    est = estimate_reach(spiral.reach_sample(3000), spiral.tangent_basis(spiral.reach_sample(3000)))
+    assert abs(est - spiral.reach) <= 1e-4 * spiral.reach
+    s = lambda t: 0.5 * (t * np.sqrt(1 + t * t) + np.arcsinh(t))                        # arc length
+    t0, t1 = 1.5 * np.pi, 4.5 * np.pi
+    _, params = spiral.sample(5000, generator=gen)
+    assert kstest(params[:, 0].numpy(), lambda t: (s(t) - s(t0)) / (s(t1) - s(t0))).pvalue > 1e-3
+    assert spiral.on_boundary(torch.tensor([[t0], [10.0], [t1]], dtype=torch.float64)).tolist() == [True, False, True]
+
+
+def test_template_manifold_passes_the_generic_checks():
+    """The template of docs/new-manifold.md runs: normal rays, idempotence, Dπ = P_T, Federer's reach."""
+    from manifold_ae.manifolds._template import TemplateManifold
+
+    M = TemplateManifold(radius=1.5, ambient_dim=5, seed=3)
+    gen = torch.Generator().manual_seed(15)
+    ray = M.sample_normal_ray(300, generator=gen)
+    assert float((M.project(ray.x) - ray.p).norm(dim=-1).max()) <= 1e-12
+    x = M.from_params(M.interior_params(50, generator=gen)) + torch.randn(50, 5, generator=gen, dtype=torch.float64)
+    assert float((M.project(M.project(x)) - M.project(x)).norm(dim=-1).max()) <= 1e-12
+    p = M.sample(3, generator=gen)[0]
+    for q in p:
+        J = torch.autograd.functional.jacobian(M.project, q)
+        assert float((J - M.tangent_projector(q)).abs().max()) < 1e-12
+    pts = M.reach_sample(400, generator=gen)
+    assert abs(estimate_reach(pts, M.tangent_basis(pts)) - 1.5) < 1e-3

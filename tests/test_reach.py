@@ -9,41 +9,71 @@ import torch
 from scipy.optimize import minimize, minimize_scalar
 
 from manifold_ae.manifolds import estimate_reach, helix_reach, make_manifold
+from manifold_ae.manifolds.reach import REACH_RTOL, within_reach
 
 
-def _grid_params(M, n1: int, n2: int | None = None) -> torch.Tensor:
-    if M.name == "helix":
-        return torch.linspace(0, M.s_max, n1, dtype=torch.float64)[:, None]
-    if M.name in ("swiss_roll", "s_curve"):
-        t = torch.linspace(M.curve.t_min, M.curve.t_max, n1, dtype=torch.float64)
-        return torch.stack([t, torch.zeros_like(t)], -1)
-    if M.name in ("flat_torus", "ring_torus"):
-        u = torch.arange(n1, dtype=torch.float64) * 2 * math.pi / n1
-        v = torch.arange(n2, dtype=torch.float64) * 2 * math.pi / n2
-        U, V = torch.meshgrid(u, v, indexing="ij")
-        return torch.stack([U.reshape(-1), V.reshape(-1)], -1)
-    raise AssertionError(M.name)
-
-
-@pytest.mark.parametrize("name,params,n1,n2,rtol", [
-    ("circle", {"radius": 1.3}, 300, None, 1e-6),      # random samples: close pairs lose digits
-    ("sphere", {"k": 3, "radius": 0.7}, 800, None, 1e-6),
-    ("flat_torus", {"a": 1.0, "b": 0.5}, 40, 40, 1e-9),
-    ("ring_torus", {"R": 1.0, "r": 0.4}, 40, 40, 1e-9),
-    ("ring_torus", {"R": 1.0, "r": 0.7}, 60, 60, 2e-3),   # bottleneck R − r = 0.3 at the hole
-    ("helix", {}, 3000, None, 1e-4),
-    ("swiss_roll", {}, 3000, None, 1e-4),
-    ("s_curve", {}, 3000, None, 1e-4),
+@pytest.mark.parametrize("name,params,num,rtol", [
+    ("circle", {"radius": 1.3}, 300, 1e-9),      # an angle grid (random samples: close pairs lose digits)
+    ("sphere", {"k": 3, "radius": 0.7}, 800, 1e-6),   # random samples
+    ("flat_torus", {"a": 1.0, "b": 0.5}, 1600, 1e-9),    # 40 × 40 angle grids
+    ("ring_torus", {"R": 1.0, "r": 0.4}, 1600, 1e-9),
+    ("ring_torus", {"R": 1.0, "r": 0.7}, 3600, 2e-3),    # bottleneck R − r = 0.3 at the hole
+    ("helix", {}, 3000, 1e-4),
+    ("swiss_roll", {}, 3000, 1e-4),
+    ("s_curve", {}, 3000, 1e-4),
 ])
-def test_reach_estimate_matches_analytic(name, params, n1, n2, rtol):
+def test_reach_estimate_matches_analytic(name, params, num, rtol):
     M = make_manifold(name, ambient_dim=6, seed=1, **params)
-    if name in ("circle", "sphere"):
-        p, _ = M.sample(n1, generator=torch.Generator().manual_seed(0))
-    else:
-        p = M.from_params(_grid_params(M, n1, n2))
+    p = M.reach_sample(num, generator=torch.Generator().manual_seed(0))
+    assert p.shape[0] <= num and p.shape[0] >= 0.99 * num
     est = estimate_reach(p, M.tangent_basis(p))
     assert est >= M.reach * (1 - min(rtol, 1e-6))                      # a sample can only over-estimate
     assert est <= M.reach * (1 + rtol)
+
+
+@pytest.mark.parametrize("ambient_dim,seed", [(None, 0), (7, 3), (7, 11)])
+def test_within_reach_on_inside_and_outside_the_medial_axis(ambient_dim, seed):
+    """The medial axis (distance exactly τ) is outside the reach, also when rounding puts it an ulp below τ."""
+    gen = torch.Generator().manual_seed(seed)
+    centre = None if ambient_dim is None else torch.randn(ambient_dim, generator=gen, dtype=torch.float64)
+    torus = make_manifold("ring_torus", R=1.0, r=0.4, ambient_dim=ambient_dim, seed=seed, centre=centre)
+    wide = make_manifold("ring_torus", R=1.0, r=0.7, ambient_dim=ambient_dim, seed=seed, centre=centre)
+    sphere = make_manifold("sphere", k=2, radius=1.3, ambient_dim=ambient_dim, seed=seed, centre=centre)
+    c = torus.centre
+    u = 2 * math.pi * torch.rand(64, generator=gen, dtype=torch.float64)
+    ring = torch.stack([torch.cos(u), torch.sin(u), torch.zeros_like(u)], -1)        # (64, 3) unit circle
+    lift = lambda M, y: M.centre + y @ M.Q.T                                         # base space -> R^n
+    axis = torch.stack([torch.zeros_like(u), torch.zeros_like(u), torch.zeros_like(u)], -1)
+    cases = [  # (manifold, base-space points, their exact distance to M)
+        (torus, ring, 0.4),                              # core circle, distance r = τ
+        (wide, axis, 0.3),                               # centre of the hole, distance R − r = τ
+        (sphere, axis[:, :3], 1.3),                      # centre, distance R = τ
+    ]
+    for M, y0, dist in cases:
+        assert M.reach == pytest.approx(dist, rel=1e-15)
+        res = M.project_with_info(lift(M, y0))
+        assert torch.allclose(res.distance, torch.full_like(res.distance, dist), rtol=0, atol=1e-15)
+        assert not bool(res.within_reach.any()), (M, res.distance - dist)
+    # just inside and just outside: normal rays on the ring torus and the sphere, t = τ(1 ∓ 1e-6)
+    for M in (torus, sphere):
+        ray = M.sample_normal_ray(64, normal="inside", generator=gen)
+        outward = torch.sign(((ray.p - M.centre) * ray.nu).sum(-1))[:, None]        # sphere: away from c
+        if M is torus:   # outward = away from the core circle
+            q = (ray.p - M.centre) @ M.Q                                           # (64, 3) base coordinates
+            core = torch.cat([q[:, :2] / q[:, :2].norm(dim=-1, keepdim=True), torch.zeros_like(q[:, :1])], -1)
+            outward = torch.sign(((q - core) * (ray.nu @ M.Q)).sum(-1))[:, None]
+        nu = outward * ray.nu
+        inside = M.project_with_info(ray.p + M.reach * (1 - 1e-6) * nu)
+        outside = M.project_with_info(ray.p + M.reach * (1 + 1e-6) * nu)
+        assert bool(inside.within_reach.all()) and not bool(outside.within_reach.any())
+        assert torch.allclose(outside.distance, torch.full((64,), M.reach * (1 + 1e-6), dtype=torch.float64),
+                              rtol=1e-12, atol=0)
+    # the margin itself: a relative band of REACH_RTOL below τ counts as outside; an infinite reach holds all
+    tau = 0.4
+    d = torch.tensor([tau * (1 - 2 * REACH_RTOL), tau * (1 - REACH_RTOL / 2), tau, math.nextafter(tau, 0.0)],
+                     dtype=torch.float64)
+    assert within_reach(d, tau).tolist() == [True, False, False, False]
+    assert bool(within_reach(torch.tensor([1e300], dtype=torch.float64), math.inf))
 
 
 def test_reach_helix_against_closed_form_scan():

@@ -9,6 +9,12 @@ embedding is an isometry onto an affine subspace, the nearest-point map factoris
 and everything orthogonal to span(Q) is removed entirely. Subclasses implement only the base-space geometry
 (``_project_base``, ``_point_base``, ``_tangent_base``, ``_normal_base``, ``_sample_params``); this class does
 the embedding, input checks, batching over leading dimensions and the normal-ray construction.
+
+Hooks that claims and tests use instead of asking for a manifold by name (docs/new-manifold.md), each with a
+default that is right for a manifold without boundary and with a closed-form projection:
+``interior_params`` (parameters away from a boundary), ``on_boundary``, ``reach_sample`` (dense sample for
+Federer's formula), ``numeric_projection`` with ``brute_force_distance`` (the independent oracle of a numeric
+projection), and ``projection_jacobian`` (a closed-form Dπ off M, where one is known).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from manifold_ae.checks import as_tensor, check_choice, check_fraction, check_int, check_points, check_positive
+from manifold_ae.manifolds.reach import within_reach
 
 __all__ = ["Manifold", "ProjectionResult", "NormalRaySample", "normalize"]
 
@@ -29,7 +36,7 @@ class ProjectionResult(NamedTuple):
     point: torch.Tensor         # (..., n)  π(x)
     params: torch.Tensor        # (..., d)  latent parameters of π(x)
     distance: torch.Tensor      # (...,)    ‖x − π(x)‖ = dist(x, M)
-    within_reach: torch.Tensor  # (...,)    bool: dist(x, M) < reach, so the nearest point is unique (Federer)
+    within_reach: torch.Tensor  # (...,)    bool: dist(x, M) < (1 − REACH_RTOL)·reach: unique nearest point (Federer)
 
 
 class NormalRaySample(NamedTuple):
@@ -95,6 +102,7 @@ class Manifold(abc.ABC):
     name: ClassVar[str] = "manifold"
     densities: ClassVar[tuple[str, ...]] = ("area", "parameter")
     default_density: ClassVar[str] = "area"
+    numeric_projection: ClassVar[bool] = False   # π is a numeric search: T1 checks it against brute_force_distance
 
     def __init__(self, *, base_dim: int, intrinsic_dim: int, reach: float, ambient_dim: int | None = None,
                  seed: int = 0, Q=None, centre=None, dtype: torch.dtype = torch.float64) -> None:
@@ -161,6 +169,55 @@ class Manifold(abc.ABC):
         """Length scale of normal rays: the reach, or 1 where the reach is infinite."""
         return self.reach if math.isfinite(self.reach) else 1.0
 
+    # ------------------------------------------------------------------ hooks for claims and tests (defaults)
+    def interior_params(self, num: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Parameters (num, d) of random points away from the boundary of a bounded piece.
+
+        Where M has a boundary (a curve's ends, a height interval) π is only one-sidedly differentiable and
+        the residual need not be normal, so the checks of Dπ = P_T and of residual normality use these.
+        Default: ``sample(num, generator=generator)`` parameters (no boundary). Bounded manifolds clamp them
+        to a fixed margin inside their parameter box.
+        """
+        return self.sample(num, generator=generator)[1]
+
+    def on_boundary(self, params, *, atol: float = 1e-9) -> torch.Tensor:
+        """Boolean (...,): the parameters (..., d) lie within ``atol`` of the boundary. Default: all False."""
+        params = check_points(params, ambient_dim=self.intrinsic_dim, name="params", dtype=self.dtype)
+        check_positive(atol, "atol", allow_zero=True)
+        return torch.zeros(params.shape[:-1], dtype=torch.bool)
+
+    def reach_sample(self, num: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A dense sample (N, n) of M for Federer's formula (``estimate_reach``), N <= num.
+
+        Default: ``num`` random points from ``sample``. Curves and tori override it with parameter grids
+        (grids find the bottleneck pairs that random samples miss).
+        """
+        return self.sample(num, generator=generator)[0]
+
+    def brute_force_distance(self, x, *, nodes: int) -> torch.Tensor:
+        """dist(x, M) (...,) by exhaustive search over a dense grid of ``nodes`` parameter values.
+
+        The independent oracle of a numeric projection (``numeric_projection = True``): a grid can only
+        over-estimate the distance, so ``distance(x) <= brute_force_distance(x)`` must hold for every x.
+        Manifolds with a closed-form projection need not implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no brute-force distance; manifolds with "
+                                  "numeric_projection = True must implement brute_force_distance(x, *, nodes)")
+
+    def projection_jacobian(self, x) -> torch.Tensor:
+        """Closed-form Dπ(x) (..., n, n) for x off M inside the reach (T1: Dπ(p + tν) = (I − tS_ν)⁻¹ P_T(p)).
+
+        Only manifolds with a simple shape operator implement it (circle and sphere); T1 compares it with the
+        autograd Jacobian of ``project``. Default: NotImplementedError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form off-manifold Jacobian of π")
+
+    def _split(self, x) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """x (..., n) -> base coordinates y = Qᵀ(x − c) (B, m), the norm (B,) of the part outside span(Q), dims."""
+        xf, lead = self._flat(x, "x")
+        y = self._to_base(xf)                                                # (B, m)
+        return y, torch.linalg.vector_norm(xf - self._from_base(y), dim=-1), lead
+
     # ------------------------------------------------------------------ embedding
     def _to_base(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n) -> (B, m): y = Qᵀ(x − centre)."""
@@ -213,14 +270,16 @@ class Manifold(abc.ABC):
         Returns
         -------
         ProjectionResult
-            ``point`` (..., n), ``params`` (..., d), ``distance`` (...,), ``within_reach`` (...,) bool.
+            ``point`` (..., n), ``params`` (..., d), ``distance`` (...,), ``within_reach`` (...,) bool:
+            ``manifolds.reach.within_reach(distance, reach)``, False on the medial axis and in a band of
+            relative width ``REACH_RTOL`` below the reach.
         """
         xf, lead = self._flat(x, "x")                                     # (B, n)
         p0, params = self._project_base(self._to_base(xf))                # (B, m), (B, d)
         p = self._from_base(p0)                                           # (B, n)  T1: c + Q π₀(Qᵀ(x − c))
         dist = torch.linalg.vector_norm(xf - p, dim=-1)                   # (B,)
         return ProjectionResult(p.reshape(*lead, -1), params.reshape(*lead, -1), dist.reshape(lead),
-                                (dist < self.reach).reshape(lead))
+                                within_reach(dist, self.reach).reshape(lead))
 
     def project(self, x) -> torch.Tensor:
         """Exact nearest point π(x), shape (..., n); differentiable by autograd (Dπ(p) = P_T(p) on M, T1)."""

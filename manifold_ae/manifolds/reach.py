@@ -6,6 +6,8 @@ For a closed C² submanifold M (Federer 1959, Thm 4.18):
 
 On a dense sample {p_i} with tangent bases T_i the infimum over sample pairs is an upper bound of τ that
 converges as the sample gets denser (Aamari et al. 2019 study this estimator's rates).
+
+``within_reach`` is the one test of "dist(x, M) < τ" that every manifold and the certified curve search use.
 """
 from __future__ import annotations
 
@@ -13,7 +15,28 @@ import torch
 
 from manifold_ae.checks import as_tensor, check_int
 
-__all__ = ["estimate_reach"]
+__all__ = ["estimate_reach", "within_reach", "REACH_RTOL"]
+
+REACH_RTOL = 1e-9   # relative band below τ that counts as "not within the reach" (docs/theory.md, section 1.2)
+
+
+def within_reach(distance: torch.Tensor, reach: float) -> torch.Tensor:
+    """Boolean (...,): ``distance < (1 − REACH_RTOL) · reach``, so the nearest point is provably unique (T1).
+
+    Points of the medial axis lie at distance >= τ, but their computed distance can fall a few ulps below τ
+    (the ring torus's core circle: 0.39999999999999997 for τ = 0.4). The relative margin of 1e-9 lies far above
+    float64 rounding (~1e-16 relative) and far below every distance the claims and tests use as "inside"
+    (normal rays stop at 0.9 τ), so a point is flagged within the reach only where no rounding can put it
+    on the wrong side of τ. An infinite reach (affine subspace) contains every finite distance.
+
+    Parameters
+    ----------
+    distance : (...,) tensor
+        dist(x, M) >= 0.
+    reach : float
+        τ > 0, possibly ``math.inf``.
+    """
+    return distance < (1.0 - REACH_RTOL) * reach
 
 
 def estimate_reach(points, tangent_bases, *, chunk: int = 1 << 22) -> float:

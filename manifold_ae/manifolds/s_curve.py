@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from manifold_ae.checks import check_positive
+from manifold_ae.checks import check_int, check_points, check_positive
 from manifold_ae.manifolds.base import Manifold, normalize
 from manifold_ae.manifolds.projection import ParametricCurve
 
@@ -23,6 +23,7 @@ __all__ = ["SCurve", "S_CURVE_REACH"]
 
 T_END = 1.5 * math.pi
 S_CURVE_REACH = (math.sqrt(5.0) - 1.0) / 2.0
+T_MARGIN, H_MARGIN = 0.3, 0.1    # distances from the ends of t and h used by ``interior_params``
 
 
 def _lower_arc(w: torch.Tensor, e1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,3 +102,20 @@ class SCurve(Manifold):
         t = T_END * (2 * torch.rand(num, generator=generator, dtype=self.dtype) - 1)
         h = self.height * torch.rand(num, generator=generator, dtype=self.dtype)
         return torch.stack([t, h], dim=-1)
+
+    def interior_params(self, num, *, generator=None):
+        """Random parameters with t clamped to [−1.5π + 0.3, 1.5π − 0.3] and h to [0.1, height − 0.1]."""
+        params = super().interior_params(num, generator=generator)
+        return torch.stack([params[:, 0].clamp(-T_END + T_MARGIN, T_END - T_MARGIN),
+                            params[:, 1].clamp(H_MARGIN, self.height - H_MARGIN)], -1)
+
+    def on_boundary(self, params, *, atol=1e-9):
+        params = check_points(params, ambient_dim=2, name="params", dtype=self.dtype)
+        atol = check_positive(atol, "atol", allow_zero=True)
+        t, h = params[..., 0], params[..., 1]
+        return (t.abs() >= T_END - atol) | (h <= atol) | (h >= self.height - atol)
+
+    def reach_sample(self, num, *, generator=None):
+        """``num`` points of the profile (height 0) equally spaced in t."""
+        t = torch.linspace(-T_END, T_END, check_int(num, "num", minimum=2), dtype=self.dtype)
+        return self.from_params(torch.stack([t, torch.zeros_like(t)], -1))

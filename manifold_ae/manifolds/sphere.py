@@ -67,6 +67,29 @@ class Sphere(Manifold):
     def _normal_base(self, y, params):
         return (y / torch.linalg.vector_norm(y, dim=-1, keepdim=True))[:, :, None]   # (B, k+1, 1)
 
+    def projection_jacobian(self, x):
+        """Dπ(x) = (R/‖y‖) Q (I − u uᵀ) Qᵀ (..., n, n), y = Qᵀ(x − c), u = y/‖y‖ (T1; needs y ≠ 0)."""
+        y, _, lead = self._split(x)                                            # (B, k+1)
+        norm = torch.linalg.vector_norm(y, dim=-1)                            # (B,)
+        if bool((norm == 0).any()):
+            raise ValueError(f"x must not project onto the centre of the {self.name} (Dπ is undefined there)")
+        u = y / norm[:, None]
+        P0 = torch.eye(self.k + 1, dtype=y.dtype, device=y.device) - u[:, :, None] * u[:, None, :]   # (B, m, m)
+        Q = self.Q.to(y)
+        J = (self.radius / norm)[:, None, None] * (Q @ P0 @ Q.T)                                     # (B, n, n)
+        return J.reshape(*lead, self.ambient_dim, self.ambient_dim)
+
+    def reach_sample(self, num, *, generator=None):
+        """The circle: ``num`` equally spaced angles; S^k, k >= 2: ``num`` random points (``sample``).
+
+        On a random sample of the circle the closest pair lies ~1/num² apart, where rounding of q − p (~1e-16)
+        swamps its normal part ‖q − p‖²/(2R) and Federer's ratio loses its digits; a grid keeps pairs 2π/num apart.
+        """
+        if self.k > 1:
+            return super().reach_sample(num, generator=generator)
+        num = check_int(num, "num", minimum=3)
+        return self.from_params(torch.arange(num, dtype=self.dtype)[:, None] * (2 * math.pi / num))
+
     def _sample_params(self, num, generator, density):
         if density == "area":
             g = torch.randn(num, self.k + 1, generator=generator, dtype=self.dtype)

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from manifold_ae.checks import check_positive
+from manifold_ae.checks import check_int, check_positive
 from manifold_ae.manifolds.base import Manifold, normalize
 
 __all__ = ["FlatTorus", "RingTorus"]
@@ -16,6 +16,14 @@ _TWO_PI = 2 * math.pi
 def _angle(v: torch.Tensor) -> torch.Tensor:
     """Angle in [0, 2π) of the planar vectors v (..., 2)."""
     return torch.remainder(torch.atan2(v[..., 1], v[..., 0]), _TWO_PI)
+
+
+def _angle_grid(num: int, dtype: torch.dtype) -> torch.Tensor:
+    """The k × k grid (k², 2) of angles (2π i/k, 2π j/k), k = ⌊√num⌋: the tori's ``reach_sample``."""
+    k = math.isqrt(check_int(num, "num", minimum=4))
+    u = torch.arange(k, dtype=dtype) * _TWO_PI / k
+    U, V = torch.meshgrid(u, u, indexing="ij")
+    return torch.stack([U.reshape(-1), V.reshape(-1)], -1)
 
 
 class FlatTorus(Manifold):
@@ -62,6 +70,10 @@ class FlatTorus(Manifold):
 
     def _sample_params(self, num, generator, density):
         return _TWO_PI * torch.rand(num, 2, generator=generator, dtype=self.dtype)
+
+    def reach_sample(self, num, *, generator=None):
+        """A k × k grid of angles, k = ⌊√num⌋."""
+        return self.from_params(_angle_grid(num, self.dtype))
 
 
 class RingTorus(Manifold):
@@ -125,3 +137,7 @@ class RingTorus(Manifold):
             have += int(keep.sum())
         v = torch.cat(accepted)[:num]
         return torch.stack([u, v], dim=-1)
+
+    def reach_sample(self, num, *, generator=None):
+        """A k × k grid of angles, k = ⌊√num⌋ (it contains the bottleneck pairs across the hole)."""
+        return self.from_params(_angle_grid(num, self.dtype))
