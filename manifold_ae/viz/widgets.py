@@ -26,12 +26,12 @@ import torch
 
 from manifold_ae.checks import as_array, check_choice, check_int, check_positive
 from manifold_ae.loop import fit
-from manifold_ae.manifolds import MANIFOLDS, make_manifold
+from manifold_ae.manifolds import MANIFOLDS, Circle, Manifold, make_manifold
+from manifold_ae.manifolds.swiss_roll import Spiral
 from manifold_ae.models import LinearAutoencoder, MLPAutoencoder
 from manifold_ae.objectives import Denoising
-from manifold_ae.theory import (circle_posterior_mean, linear_dae_optimum, linear_dae_risk, moment_matrix,
-                                shrinkage_eigenvalues,
-                                posterior_mean_quadrature)
+from manifold_ae.theory import (linear_dae_optimum, linear_dae_risk, moment_matrix, posterior_mean,
+                                posterior_mean_quadrature, shrinkage_eigenvalues)
 from manifold_ae.viz.interactive import field_figure, manifold_figure, spectrum_figure
 
 __all__ = ["Explorer", "PlaneCurve", "CURVES", "SPIRAL_SCALE", "plane_curve", "trained_dae", "trained_linear_dae",
@@ -201,80 +201,73 @@ def linear_dae_explorer(*, eigenvalues: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5,
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class PlaneCurve:
-    """A curve in the plane span(Q) of R^n with exact projection and exact Bayes denoiser (T1, T4).
+    """A curve manifold in the plane span(Q) of R^n and its exact Bayes denoiser (T1, T4): a thin view for widgets.
 
-    Plane coordinates are ``y = Qᵀ x`` (2,); ``x = Q y`` embeds them. Because isotropic noise splits into a part
-    in span(Q) and an independent part orthogonal to it, the posterior mean only sees ``Qᵀ x̃`` (T1, T4).
+    ``manifold`` is the curve itself, embedded by ``Q`` (a ``Circle`` or a ``Spiral`` of ``manifold_ae.manifolds``):
+    it supplies the projection, the samples and the normal rays. Plane coordinates are ``y = Qᵀ x`` (2,).
 
     Attributes
     ----------
     name : str
-    Q : (n, 2) tensor, orthonormal columns;  Q_perp : (n, n − 2) tensor
+    manifold : Manifold
+        The curve in R^n, with ``Q`` (n, 2) and ``reach``.
+    Q_perp : (n, n − 2) tensor
+        Orthonormal complement of span(Q) (the directions of the test points' orthogonal offsets).
     nodes, weights : (K, 2), (K,) tensors
-        Quadrature nodes on the curve (plane coordinates) and their arc-length weights.
-    reach : float
+        Points on the curve (plane coordinates) with arc-length weights: the figure's curve and, where no
+        closed form exists, the quadrature of the posterior mean.
+    denoiser : callable (x (B, n), sigma) -> (B, n)
+        The posterior mean r*(x̃) = E[X | X̃ = x̃] for arc-length-uniform data (``theory``).
     """
 
     name: str
-    Q: torch.Tensor
+    manifold: Manifold
     Q_perp: torch.Tensor
     nodes: torch.Tensor
     weights: torch.Tensor
-    reach: float
-    _manifold: Any
-    _scale: float
+    denoiser: Callable[[torch.Tensor, float], torch.Tensor]
+
+    @property
+    def Q(self) -> torch.Tensor:
+        return self.manifold.Q
+
+    @property
+    def reach(self) -> float:
+        return self.manifold.reach
 
     @property
     def ambient_dim(self) -> int:
-        return self.Q.shape[0]
-
-    def _lift(self, y: torch.Tensor) -> torch.Tensor:
-        """Plane coordinates (B, 2) -> base coordinates of the underlying manifold."""
-        if self.name == "circle":
-            return y
-        mid = torch.full_like(y[:, :1], self._manifold.height / 2)
-        return torch.cat([y[:, :1], mid, y[:, 1:]], dim=1) / self._scale                 # (B, 3)
-
-    def _drop(self, z: torch.Tensor) -> torch.Tensor:
-        return z if self.name == "circle" else z[:, [0, 2]] * self._scale                 # (B, 2)
+        return self.manifold.ambient_dim
 
     def project_plane(self, y: Any) -> torch.Tensor:
         """Exact nearest point in plane coordinates: (B, 2) -> (B, 2)."""
         y = torch.as_tensor(y, dtype=torch.float64)
-        return self._drop(self._manifold.project(self._lift(y)))
+        return self.manifold.project(y @ self.Q.T) @ self.Q
 
     def project(self, x: Any) -> torch.Tensor:
         """Exact nearest point π(x): (B, n) -> (B, n)."""
-        x = torch.as_tensor(x, dtype=torch.float64)
-        return self.project_plane(x @ self.Q) @ self.Q.T
+        return self.manifold.project(torch.as_tensor(x, dtype=torch.float64))
 
     def posterior_mean(self, x: Any, *, sigma: float) -> torch.Tensor:
         """Bayes-optimal denoiser r*(x̃) = E[X | X̃ = x̃] for arc-length-uniform data: (B, n) -> (B, n) (T4)."""
         sigma = check_positive(sigma, "sigma")
-        y = torch.as_tensor(x, dtype=torch.float64) @ self.Q                             # (B, 2)
-        if self.name == "circle":   # von Mises posterior, closed form
-            r = circle_posterior_mean(y, radius=1.0, sigma=sigma)
-        else:                       # quadrature over arc-length-weighted nodes spaced far below sigma
-            r = posterior_mean_quadrature(y, self.nodes, self.weights, sigma=sigma)
-        return r @ self.Q.T
+        return self.denoiser(torch.as_tensor(x, dtype=torch.float64), sigma)
 
     def sample(self, num: int, *, seed: int = 0) -> torch.Tensor:
         """``num`` points uniform in arc length, (num, n)."""
-        gen = torch.Generator().manual_seed(seed)
-        return self._drop(self._manifold.sample(num, generator=gen)[0]) @ self.Q.T
+        return self.manifold.sample(num, generator=torch.Generator().manual_seed(seed))[0]
 
     def test_points(self, num: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Points x within 0.71 reach with known π(x): normal rays in the plane (t <= reach/2) plus an
         orthogonal offset of norm <= reach/2 when n > 2. Returns (x (num, n), π(x) (num, n))."""
         gen = torch.Generator().manual_seed(seed)
-        ray = self._manifold.sample_normal_ray(num, fraction=0.5, normal="inside", generator=gen)
-        x = self._drop(ray.x) @ self.Q.T
-        p = self._drop(ray.p) @ self.Q.T
+        ray = self.manifold.sample_normal_ray(num, fraction=0.5, normal="inside", generator=gen)
+        x = ray.x
         if self.Q_perp.shape[1]:
             e = torch.randn(num, self.Q_perp.shape[1], generator=gen, dtype=torch.float64)
             e = e / torch.linalg.vector_norm(e, dim=1, keepdim=True)
             x = x + (0.5 * self.reach * torch.rand(num, 1, generator=gen, dtype=torch.float64)) * (e @ self.Q_perp.T)
-        return x, p
+        return x, ray.p
 
     def oracle_gap(self, sigma: float, *, num: int = 400, seed: int = 0) -> float:
         """Mean ‖r*(x) − π(x)‖ over :meth:`test_points`: O(σ²) inside the reach (T4)."""
@@ -290,17 +283,23 @@ def plane_curve(name: str, *, ambient_dim: int = 2, seed: int = 0, nodes: int = 
     gen = torch.Generator().manual_seed(seed)
     basis = torch.eye(n, dtype=torch.float64) if n == 2 else torch.linalg.qr(
         torch.randn(n, n, generator=gen, dtype=torch.float64))[0]                          # (n, n)
+    Q = basis[:, :2].contiguous()
     if name == "circle":
-        manifold, scale = make_manifold("circle", radius=1.0), 1.0
+        manifold = Circle(radius=1.0, Q=Q)
         theta = torch.linspace(0, 2 * np.pi, nodes + 1, dtype=torch.float64)[:-1, None]
-        pts, w = manifold.from_params(theta), torch.ones(nodes, dtype=torch.float64)
+        pts, w = Circle(radius=1.0).from_params(theta), torch.ones(nodes, dtype=torch.float64)
+
+        def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:   # von Mises posterior, closed form
+            return posterior_mean(manifold, x, sigma=sigma)
     else:
-        manifold, scale = make_manifold("swiss_roll"), SPIRAL_SCALE
+        manifold = Spiral(scale=SPIRAL_SCALE, Q=Q)
         t = torch.linspace(1.5 * np.pi, 4.5 * np.pi, nodes, dtype=torch.float64)
-        pts = manifold.from_params(torch.stack([t, torch.zeros_like(t)], dim=1))[:, [0, 2]] * scale
+        pts = Spiral(scale=SPIRAL_SCALE).from_params(t[:, None])                            # (K, 2)
         w = torch.sqrt(1 + t * t)                                                          # arc-length density
-    return PlaneCurve(name, basis[:, :2].contiguous(), basis[:, 2:].contiguous(), pts, w,
-                      manifold.reach * scale, manifold, scale)
+
+        def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:   # quadrature over nodes spaced far below σ
+            return posterior_mean_quadrature(x @ Q, pts, w, sigma=sigma) @ Q.T
+    return PlaneCurve(name, manifold, basis[:, 2:].contiguous(), pts, w, denoiser)
 
 
 _DAE_CACHE: dict[tuple, MLPAutoencoder] = {}
