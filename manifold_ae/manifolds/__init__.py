@@ -2,26 +2,30 @@
 
 ``make_manifold(name, ambient_dim=..., seed=..., **params)`` builds one of ``MANIFOLDS``; every manifold
 offers ``sample``, ``project``/``project_with_info``, ``distance``, ``contains``, ``tangent_basis``,
-``tangent_projector``, ``normal_basis``, ``sample_normal_ray``, ``from_params`` and the analytic ``reach``.
+``tangent_projector``, ``normal_basis``, ``sample_normal_ray``, ``from_params`` and the analytic ``reach``,
+and the hooks claims and tests use instead of names (``interior_params``, ``on_boundary``, ``reach_sample``,
+``numeric_projection``/``brute_force_distance``, ``projection_jacobian``); docs/new-manifold.md says how to add
+one. ``Spiral`` (the Swiss roll's planar profile) is a building block outside ``MANIFOLDS``.
 """
 from __future__ import annotations
 
 from manifold_ae.checks import check_choice
 from manifold_ae.manifolds.base import Manifold, NormalRaySample, ProjectionResult
 from manifold_ae.manifolds.grating import GratingManifold
-from manifold_ae.manifolds.helix import Helix, helix_reach
-from manifold_ae.manifolds.reach import estimate_reach
+from manifold_ae.manifolds.helix import Helix, helix_curve, helix_reach
+from manifold_ae.manifolds.reach import REACH_RTOL, estimate_reach, within_reach
 from manifold_ae.manifolds.s_curve import S_CURVE_REACH, SCurve
 from manifold_ae.manifolds.sphere import Circle, Sphere
 from manifold_ae.manifolds.subspace import Subspace
-from manifold_ae.manifolds.swiss_roll import SPIRAL_REACH, SwissRoll
+from manifold_ae.manifolds.swiss_roll import SPIRAL_REACH, Spiral, SwissRoll, spiral_curve
 from manifold_ae.manifolds.torus import FlatTorus, RingTorus
 from manifold_ae.manifolds.translation import TranslationManifold, band_limited_template
 
 __all__ = ["MANIFOLDS", "make_manifold", "Manifold", "ProjectionResult", "NormalRaySample", "Subspace", "Circle",
            "Sphere", "FlatTorus", "RingTorus", "Helix", "SwissRoll", "SCurve", "estimate_reach", "helix_reach",
            "SPIRAL_REACH", "S_CURVE_REACH", "IMAGE_MANIFOLDS", "make_image_manifold", "TranslationManifold",
-           "GratingManifold", "band_limited_template"]
+           "GratingManifold", "band_limited_template", "Spiral", "within_reach", "REACH_RTOL", "helix_curve",
+           "spiral_curve"]
 
 _CLASSES: dict[str, type[Manifold]] = {
     "subspace": Subspace, "circle": Circle, "sphere": Sphere, "flat_torus": FlatTorus, "ring_torus": RingTorus,
