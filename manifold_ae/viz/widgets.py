@@ -26,8 +26,7 @@ import torch
 
 from manifold_ae.checks import as_array, check_choice, check_int, check_positive
 from manifold_ae.loop import fit
-from manifold_ae.manifolds import MANIFOLDS, Circle, Manifold, make_manifold
-from manifold_ae.manifolds.swiss_roll import Spiral
+from manifold_ae.manifolds import MANIFOLDS, Circle, Manifold, Spiral, make_manifold
 from manifold_ae.models import LinearAutoencoder, MLPAutoencoder
 from manifold_ae.objectives import Denoising
 from manifold_ae.theory import (linear_dae_optimum, linear_dae_risk, moment_matrix, posterior_mean,
