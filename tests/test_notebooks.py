@@ -53,6 +53,23 @@ def test_notebook_has_title_claim_parameters_and_widget(path: Path):
     assert "assert " in last_code, f"{path.name}: the last cell must assert the claim"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_check_cell_leaves_the_displayed_widgets_alone(path: Path):
+    """The final cell checks on its own instance: after Run All the reader's explorer shows its defaults."""
+    text = path.read_text(encoding="utf-8")
+    shown = {n.args[0].id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", None) == "display" and n.args and isinstance(n.args[0], ast.Name)}
+    moved = []
+    for node in ast.walk(ast.parse(text.rsplit("# %%", 1)[-1])):
+        for target in node.targets if isinstance(node, ast.Assign) else []:
+            base = target
+            while isinstance(base, (ast.Attribute, ast.Subscript)):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in shown and target is not base:
+                moved.append(ast.unparse(target))
+    assert not moved, f"{path.name}: the check cell changes the displayed {moved}; check on a second instance"
+
+
 def _kernel_dir(tmp_path: Path) -> Path:
     """A kernelspec ``manifold-ae-test`` whose argv is this interpreter."""
     spec = tmp_path / "kernels" / "manifold-ae-test"
