@@ -91,7 +91,8 @@ def _mask_hint(cfg: DataConfig) -> str:
                 f"image) and --data.mask_suffix (now {cfg.mask_suffix!r}), as <stem><mask_suffix>.png")
     if cfg.dataset == "magnetic_tile":
         return "Magnetic Tile keeps each mask beside its image as <stem>.png; check --data.root"
-    return "the MVTec layout fixes where masks are; check --data.root and --data.category"
+    return (f"the {cfg.dataset} layout fixes where masks are (docs/data.md); check --data.root and "
+            "--data.category")
 
 
 def _excluded(splits: Splits) -> tuple[Sample, ...]:

@@ -165,7 +165,8 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
               "metrics": metrics, "thresholds": thresholds,
               "protocol": {"image_size": config.data.image_size, "channels": config.data.channels,
                            "resize": f"{config.data.resize_mode} to image_size x image_size (antialiased bilinear); masks "
-                                     "binarised at 128/255, then nearest-neighbour",
+                                     "binarised in their own encoding at file resolution (docs/data.md), then "
+                                     "nearest-neighbour",
                            "score": f"{config.score.reduction} of the residual map smoothed with a Gaussian "
                                     f"(sigma = {config.score.sigma} px)",
                            "thresholds": f"quantile {config.score.threshold_quantile} of held-out normal "
