@@ -9,13 +9,15 @@ a temporary file. An operating-system error (a read-only or full disk, a missing
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
-__all__ = ["OutputError", "atomic_write", "write_text", "write_json", "output_error"]
+__all__ = ["OutputError", "atomic_write", "write_text", "write_json", "output_error", "require_free_space"]
 
 
 class OutputError(OSError):
@@ -75,3 +77,19 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (with a final newline) to ``path``."""
     return write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def require_free_space(folder: str | Path, nbytes: int, *, what: str) -> None:
+    """Raise ``OutputError`` unless ``folder`` (created if missing) has ``nbytes`` free for ``what``.
+
+    Checked before long work (training) so that a full disk is found before the first hour, not at the first save.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise output_error(folder, err) from err
+    if free < nbytes:
+        raise OutputError(errno.ENOSPC, f"not enough free space in {folder} for {what}: {nbytes / 2**20:.1f} MiB "
+                                        f"needed, {free / 2**20:.1f} MiB free")

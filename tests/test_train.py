@@ -379,3 +379,35 @@ def test_a_non_finite_loss_stops_training_at_the_next_log_step(data_root, tmp_pa
     assert "loss became nan (non-finite) at step 4" in err and "lower the learning rate" in err
     assert len(steps) == 4  # stopped at the first log step after the NaN, not at the end
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # nothing non-finite was saved
+
+
+def test_too_little_free_space_is_refused_before_the_first_step(data_root, tmp_path, monkeypatch, capsys):
+    import collections
+
+    import manifold_ae.files as files
+    from manifold_ae.commands.cli import main as cli_main
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    calls = crash_on_call(monkeypatch, 1)     # a training step would raise: none may run
+    code = cli_main(["train", *args(data_root, tmp_path / "run", "--train.steps=2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and calls[0] == 0, err
+    assert len(err) == 1 and "not enough free space" in err[0] and "MiB needed, 0.0 MiB free" in err[0], err
+    assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temporary(data_root, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import manifold_ae.files as files
+    from manifold_ae.commands.cli import main as cli_main
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    code = cli_main(["train", *args(data_root, tmp_path / "run", "--train.steps=2", "--train.checkpoint_every=1")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and "No space left on device" in err[-1] and "cannot write" in err[-1], err
+    assert not [p for p in (tmp_path / "run").rglob("*.tmp")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import io
 import json
 import os
 import random
@@ -43,7 +44,7 @@ from manifold_ae.loop import check_finite, cosine_schedule, random_crop, sample_
 from manifold_ae.commands.check_data import checked_datasets
 from manifold_ae.images.pipeline import (Pipeline, build_model, load_checkpoint, resolve_device,
                                   thresholds_from_normal)
-from manifold_ae.files import atomic_write
+from manifold_ae.files import atomic_write, require_free_space
 
 __all__ = ["main", "train", "build_objective", "save_checkpoint", "Distributed", "setup_distributed",
            "autocast_dtype", "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
@@ -156,9 +157,19 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with ``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it.
 
     A reader sees either the previous checkpoint or the complete new one, never a partial file, whatever
-    interrupts the write (the temporary file is removed on errors).
+    interrupts the write (the temporary file is removed on errors). The state is serialised in memory first, so a
+    full disk surfaces as the operating system's error on the file (``files.OutputError``, one line from the
+    CLI), not as torch's internal writer assertion.
     """
-    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()), binary=True)
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """An upper estimate of one checkpoint's size: the weights and AdamW's two moments, plus 1 MiB of the rest."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 3 * weights + 2**20
 
 
 def _rng_state() -> dict[str, Any]:
@@ -278,6 +289,8 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
     params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = cosine_schedule(optimizer, steps=tc.steps, warmup=min(tc.warmup, tc.steps - 1))
+    if ctx.is_master:   # the checkpoint and its temporary copy must fit, before the first step
+        require_free_space(out_dir, 2 * checkpoint_bytes(model), what="a checkpoint and its temporary copy")
     step = 0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
