@@ -411,3 +411,40 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temporary(data_ro
     assert code == 2, err
     assert len(err) == 1 and "No space left on device" in err[-1] and "cannot write" in err[-1], err
     assert not [p for p in (tmp_path / "run").rglob("*.tmp")]
+
+
+def test_the_patch_fill_copies_from_other_training_images(data_root):
+    """Per-sample corruption sees a batch of one; the patch still comes from another normal training image."""
+    from manifold_ae.corruptions.base import corrupt_per_sample
+    from manifold_ae.images.pipeline import build_datasets
+    cfg = load_config(None, [*TINY, f"--data.root={data_root}", "--corruption.opacity=1,1",
+                             "--corruption.clean_fraction=0",
+                             *[f"--corruption.fill_weights.{k}=0" for k in ("texture", "noise", "elastic", "color")]])
+    train_set = build_datasets(cfg.data).train
+    images = torch.stack([train_set[i]["image"] for i in range(len(train_set))])           # (N, C, H, W)
+    bank = train_mod.patch_bank(train_set, size=None, seed=0)
+    assert len(bank) == min(len(train_set), train_mod.PATCH_BANK_SIZE)
+    # every bank image is a distinct training image
+    matches = [[i for i in range(len(images)) if torch.equal(b, images[i])] for b in bank]
+    assert all(len(m) == 1 for m in matches) and len({m[0] for m in matches}) == len(bank)
+    objective = train_mod.build_objective(cfg, torch.nn.Identity(), bank=bank)
+    x = images[:1]
+
+    def explains(src: torch.Tensor, x_tilde: torch.Tensor, inside: torch.Tensor) -> bool:
+        """Some cyclic shift of ``src`` (C, H, W) equals ``x_tilde`` (C, H, W) on the boolean mask ``inside``."""
+        h, w = src.shape[-2:]
+        return any(torch.allclose(torch.roll(src, (dy, dx), (-2, -1))[inside], x_tilde[inside], atol=1e-6)
+                   for dy in range(h) for dx in range(w))
+
+    sources = []
+    for seed in range(1, 9):
+        x_tilde, mask = corrupt_per_sample(objective.corruption, x, [seed])
+        inside = mask.expand_as(x)[0].bool()
+        assert inside.any()
+        found = [i for i in range(len(images)) if explains(images[i], x_tilde[0], inside)]
+        assert found, f"seed {seed}: the pasted patch is no training image"
+        sources.append(found[0])
+    # a batch of one used to copy from the image itself; now the source is another image (itself only by chance)
+    assert sum(s != 0 for s in sources) >= 6 and len(set(sources)) >= 3, sources
+    # with training crops the bank holds windows at the training resolution
+    assert train_mod.patch_bank(train_set, size=16, seed=0).shape[-2:] == (16, 16)

@@ -128,8 +128,27 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 # ----------------------------------------------------------------------------------------------- objective
 
 
-def build_objective(config: Config, model: nn.Module) -> nn.Module:
-    """The training principle: the paper's self-supervised corruption objective or a baseline (T6, T4)."""
+#: how many training images the patch fill copies from (a seeded choice, the same on every process)
+PATCH_BANK_SIZE = 64
+
+
+def patch_bank(dataset: Dataset, *, size: int | None, seed: int, count: int = PATCH_BANK_SIZE) -> torch.Tensor:
+    """``count`` training images (a seeded choice) for the patch fill, as (N, C, H, W) float32.
+
+    With training crops of ``size`` px, each bank image is its top-left ``size`` × ``size`` window, so pasted
+    content keeps the training resolution. Every process builds the same bank: a sample's corruption does not
+    depend on where it is trained.
+    """
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    images = torch.stack([dataset[int(i)]["image"] for i in chosen])   # (N, C, H, W)
+    return images if size is None else images[..., :size, :size].contiguous()
+
+
+def build_objective(config: Config, model: nn.Module, *, bank: torch.Tensor | None = None) -> nn.Module:
+    """The training principle: the paper's self-supervised corruption objective or a baseline (T6, T4).
+
+    ``bank`` (N, C, H, W): normal training images for the patch fill (``patch_bank``); None copies from the batch.
+    """
     from manifold_ae import objectives
 
     name = config.objective.name
@@ -144,7 +163,8 @@ def build_objective(config: Config, model: nn.Module) -> nn.Module:
                                   clean_fraction=config.corruption.clean_fraction,
                                   opacity=tuple(config.corruption.opacity),
                                   mask_weights=config.corruption.mask_weights,
-                                  fill_weights=config.corruption.fill_weights, seed=config.train.seed)
+                                  fill_weights=config.corruption.fill_weights, patch_bank=bank,
+                                  seed=config.train.seed)
     # ``seed`` makes the texture bank; the training loop seeds the corruption of every sample (sample_seeds)
     weight = config.objective.weight_corrupted or None
     return objectives.SelfSupervised(model, corruption=corruption, weight_corrupted=weight)  # T6
@@ -285,7 +305,10 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     forward_model = torch.compile(model) if tc.compile else model
-    objective = build_objective(config, forward_model).to(device)
+    bank = None
+    if config.objective.name == "selfsupervised":
+        bank = patch_bank(splits.train, size=tc.crop or None, seed=tc.seed)
+    objective = build_objective(config, forward_model, bank=bank).to(device)
     params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = cosine_schedule(optimizer, steps=tc.steps, warmup=min(tc.warmup, tc.steps - 1))

@@ -531,7 +531,7 @@ FILL_WEIGHTS = {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15, "
 def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, texture_bank: torch.Tensor | None = None,
                      clean_fraction: float = 0.1, opacity: tuple[float, float] = (0.5, 1.0),
                      mask_weights: Mapping[str, float] | None = None, fill_weights: Mapping[str, float] | None = None,
-                     seed: int = 0) -> MaskedCorruption:
+                     patch_bank: torch.Tensor | None = None, seed: int = 0) -> MaskedCorruption:
     """The default training corruption (T6): a random mask × a random fill, blended with a random opacity.
 
     Masks (``mask_weights``, default :data:`MASK_WEIGHTS`): perlin 0.4, blob 0.3, rectangle 0.15, line 0.15,
@@ -539,7 +539,9 @@ def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, text
     noise 0.15, elastic 0.15, color shift 0.15. Weights are relative and given by name, e.g.
     ``mask_weights={"crack": 0.25}``; a name left out keeps its default weight, a zero weight removes the option.
     ``clean_fraction`` of the samples stay uncorrupted (mask 0). The texture bank (given, or 64 textures made
-    with ``seed``) is prepared at ``image_size`` × ``channels``.
+    with ``seed``) is prepared at ``image_size`` × ``channels``. ``patch_bank`` (N, C, H, W): the normal images the
+    patch fill copies from (training passes some of its training images, so a sample's patch comes from another
+    normal image whatever batch it is in); None copies from the batch (a batch of one: from the image itself).
     """
     h, w = as_hw(image_size, "image_size")
     if channels not in (1, 3):
@@ -550,7 +552,7 @@ def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, text
     textures.source(channels, h, w)  # build the bank now, not inside the first training step
     masks = {"perlin": PerlinMask(), "blob": BlobMask(), "rectangle": RectangleMask(), "line": LineMask(),
              "crack": CrackMask()}
-    fills = {"patch": PatchFill(), "texture": textures, "noise": NoiseFill(), "elastic": ElasticFill(),
+    fills = {"patch": PatchFill(bank=patch_bank), "texture": textures, "noise": NoiseFill(), "elastic": ElasticFill(),
              "color": ColorShiftFill()}
     mask = RandomChoice([masks[k] for k, v in mask_weights.items() if v > 0],
                         weights=[v for v in mask_weights.values() if v > 0])
