@@ -174,6 +174,9 @@ def test_roc_explorer_matches_closed_form_distance_and_sklearn():
     x, labels = noiseless.arrays["x"], noiseless.arrays["labels"]
     np.testing.assert_allclose(M.distance(x).numpy(), 0.01 * labels.numpy(), atol=1e-12)
     assert noiseless.numbers[f"auroc {ORACLE_SCORE}"] == 1.0
+    from matplotlib.colors import to_hex
+    for i, name in ((1, "projection"), (2, "identity")):   # as roc_figure's C{i} (C0 is the oracle's slot)
+        assert trace(ex, name).line.color.lower() == to_hex(f"C{i}"), name
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -253,6 +256,13 @@ def test_run_browser_shows_what_evaluate_stored(tmp_path: Path):
     assert "scratch/" in browser.label.value and f"{expected:.4g}" in browser.label.value
     browser.controls["defect"].value = "good"
     assert browser.controls["index"].max == 2 and browser.numbers["label"] == 0.0
+    assert "all test images (metrics.json)" in browser.label.value and "against all good" not in browser.label.value
+    tests = sorted((tmp_path / "data").rglob("test/*/*.png"))
+    assert len(tests) == 7
+    top = max(heat(model, torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255)
+                   .permute(2, 0, 1), 1.0).max() for f in tests)
+    scale = next(t for t in browser.figure.data if t.name == "heat map")
+    assert scale.zmax == pytest.approx(top, rel=1e-5)                          # the colour bar never saturates
 
 
 # --------------------------------------------------------------------------------------------- errors

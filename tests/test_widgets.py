@@ -156,3 +156,11 @@ def test_field_arrays_rejects_unknown_trace():
     ex = dae_field_explorer(names=("circle",), ambient_dims=(2,))
     with pytest.raises(ValueError, match="trace must be one of"):
         field_arrays(ex, "nope")
+
+
+
+def test_field_figure_lists_only_fields_with_arrows_in_its_legend():
+    grid = np.array([[0.0, 0.0], [1.0, 0.0]])
+    fig = field_figure(grid, {"drawn": np.ones((2, 2)), "empty": np.full((2, 2), np.nan)}, curve=np.zeros((2, 2)))
+    legend = {t.name: t.showlegend for t in fig.data if t.name in ("drawn", "empty")}
+    assert legend == {"drawn": True, "empty": False}
