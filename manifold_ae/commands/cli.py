@@ -6,6 +6,7 @@
     manifold-ae train           train the image model (also: torchrun -m manifold_ae.commands.train)
     manifold-ae evaluate        checkpoint + dataset -> metrics, tables and overlays
     manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
+    manifold-ae export          checkpoint -> one ONNX graph (model, heat map, score) + metadata JSON
     manifold-ae compare         self-supervised model vs plain AE, Gaussian DAE and PCA on one dataset
     manifold-ae benchmark       every category x seed of a dataset trained, evaluated, one mean ± std table
     manifold-ae demo            the main job: verify + a quick image training run on the built-in data
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("manifold_ae.commands.train", "train the image model on a dataset"),
     "evaluate": ("manifold_ae.commands.evaluate", "evaluate a checkpoint: metrics, tables, overlays"),
     "predict": ("manifold_ae.commands.predict", "score a folder of images with a checkpoint"),
+    "export": ("manifold_ae.commands.export", "export a checkpoint's scoring as one ONNX graph + metadata"),
     "compare": ("manifold_ae.commands.compare", "self-supervised model vs baselines (AE, DAE, PCA) on one dataset"),
     "benchmark": ("manifold_ae.commands.benchmark", "train and evaluate every category x seed: mean ± std table"),
     "demo": ("manifold_ae.commands.demo", "the main job: verify + quick image run on the built-in data"),

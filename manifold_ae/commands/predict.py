@@ -74,9 +74,15 @@ def heatmap_png(image: torch.Tensor, heatmap: torch.Tensor, path: str | Path, *,
 
 
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: str | Path, glob: str = "*",
-            device: str = "auto", heatmaps: bool = True) -> dict[str, Any]:
+            device: str = "auto", heatmaps: bool = True, backend: str = "torch") -> dict[str, Any]:
     """Score images with a checkpoint; writes ``scores.json`` (and ``heatmaps/*.png``) into ``out_dir``."""
     pipe = Pipeline.from_checkpoint(checkpoint, device=device)
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"backend must be one of ['torch', 'onnxruntime'], got {backend!r}")
+    if backend == "onnxruntime":  # the graph of manifold-ae export scores; loading and output code stay the same
+        from manifold_ae.images.export import OnnxPipeline, default_export_dir
+
+        pipe = OnnxPipeline(pipe, default_export_dir(checkpoint))
     paths = find_images(inputs, glob=glob)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,13 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output directory (default: <run directory>/predict)")
     p.add_argument("--glob", default="*", help="file pattern inside folders, e.g. '*.jpg' (default: all images)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: score with the graph of manifold-ae export (<run directory>/export)")
     p.add_argument("--no-heatmaps", action="store_true", help="write scores.json only")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "predict"
     try:
         result = predict(args.checkpoint, args.inputs, out_dir=out, glob=args.glob, device=args.device,
-                         heatmaps=not args.no_heatmaps)
+                         heatmaps=not args.no_heatmaps, backend=args.backend)
     except ValueError as err:
         print(f"manifold-ae predict: {err}", file=sys.stderr)
         return 2
