@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lab browser-deps clean
+.PHONY: venv demo test test-fast lab mutate browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test: $(STAMP) $(LAB_OVERRIDES) browser-deps
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not ddp"
+
+# The mutation check (docs/testing.md): plants known bugs in scratch copies of the committed tree, one at a time, and
+# fails unless the suite catches every one (about 5 minutes).
+mutate: $(STAMP)
+	$(BIN)/python tests/tools/mutate.py --ref HEAD
 
 clean:
 	rm -rf $(VENV) runs reports data-synthetic
