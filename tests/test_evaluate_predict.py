@@ -89,7 +89,9 @@ def test_outputs_on_disk(run):
         assert (run["eval"] / f"overlays_{defect}.png").is_file()
     records = read(run["pred"] / "scores.json")["images"]
     png = Image.open(run["pred"] / records[0]["heatmap"])
-    assert png.size == (64, 32)  # input | heat-map overlay, each 32 x 32
+    assert png.size[0] >= 64 and png.size[1] > 32  # input | overlay at the files' 32 x 32, caption + colour bar below
+    assert png.text["decision"].startswith(("anomalous: score >= threshold", "normal: score < threshold"))
+    assert (run["eval"] / "report.html").is_file()
     assert read(run["eval"] / "metrics.json")["protocol"]["thresholds"].startswith("quantile 0.99 of held-out")
 
 

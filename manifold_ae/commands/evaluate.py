@@ -129,7 +129,8 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     """Evaluate one checkpoint on its configured test set; writes into ``out_dir`` and returns the results.
 
     Files: ``metrics.json`` (metrics per defect class, thresholds, protocol), ``scores.json`` (one score per
-    test image, the format of ``predict``), ``results.md`` and ``overlays_<defect>.png``.
+    test image, the format of ``predict``), ``results.md``, ``overlays_<defect>.png`` and ``report.html`` (one
+    self-contained page: table, curves, overlays, thresholds, config; :mod:`manifold_ae.viz.report`).
 
     ``synthetic=True`` evaluates on the validation set of :mod:`manifold_ae.images.validation` instead: the held-out
     normal training images with synthetic defects, for choosing options without the test set. No thresholds
@@ -182,6 +183,9 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     if overlays_per_class > 0:
         result["overlays"] = _write_overlays(pipe, test_set, scored, thresholds=thresholds, out_dir=out_dir,
                                              per_class=overlays_per_class)
+    from manifold_ae.viz.report import write_report
+
+    result["report"] = str(write_report(out_dir / "report.html", result, scored, columns=TABLE_COLUMNS))
     return result
 
 

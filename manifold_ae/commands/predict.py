@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from manifold_ae.images.config import CHECKPOINT_NAME
@@ -47,29 +46,51 @@ def find_images(inputs: Sequence[str | Path], *, glob: str = "*") -> list[Path]:
     return found
 
 
-def heatmap_png(image: torch.Tensor, heatmap: torch.Tensor, path: str | Path, *, vmax: float,
+def heatmap_png(source: str | Path, heatmap: torch.Tensor, path: str | Path, *, score: float,
+                threshold: float | None, vmax: float, range_note: str, channels: int, resize_mode: str = "stretch",
+                no_threshold: str = "the checkpoint stores none", size: int | Sequence[int] | None = None,
                 alpha: float = 0.5, cmap: str = "inferno") -> Path:
-    """Write ``input | heat map over input`` side by side as an 8-bit RGB PNG.
+    """Write ``input | heat map over input`` at the image file's resolution, with score, decision and colour bar.
 
     Parameters
     ----------
-    image : (C, H, W) in [0, 1]
-    heatmap : (H, W), drawn with ``cmap`` on the scale [0, vmax]
+    source : path of the image file, read again at its own resolution (H0, W0)
+    heatmap : (S, S), the model-grid heat map of that file; mapped back onto the file's pixels (the letterbox of
+        ``resize_mode="pad"`` cropped first, as :func:`manifold_ae.images.data.io.load_image` placed it), then
+        resized bilinearly to (H0, W0), or to ``size`` when given (the image too)
+    score, threshold : the image score and the image threshold (None: "no threshold: ``no_threshold``")
+    vmax, range_note : top of the colour scale (bottom 0) and where it comes from
+    channels, resize_mode : as the checkpoint's ``data.channels`` and ``data.resize_mode``
     """
-    from matplotlib import colormaps
-    from PIL import Image
+    import torch.nn.functional as F
+    from PIL.PngImagePlugin import PngInfo
 
-    x = image.detach().float().cpu().numpy()
-    x = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x
-    x = np.clip(np.moveaxis(x, 0, -1), 0, 1)  # (H, W, 3)
-    h = np.clip(heatmap.detach().float().cpu().numpy() / max(vmax, 1e-12), 0, 1)  # (H, W)
-    colour = colormaps[cmap](h)[..., :3]  # (H, W, 3)
-    blend = (1 - alpha) * x + alpha * colour
-    both = np.concatenate([x, blend], axis=1)  # (H, 2W, 3)
+    from manifold_ae.checks import as_hw
+    from manifold_ae.images.data.io import load_image
+    from manifold_ae.viz.overlays import heatmap_picture
+
+    image = load_image(source, channels=channels)  # (C, H0, W0) at file resolution
+    h0, w0 = image.shape[-2:]
+    heat = heatmap.detach().float().cpu()  # (S, S)
+    if resize_mode == "pad":  # keep the letterbox's inner box only
+        big_h, big_w = heat.shape
+        s = min(big_h / h0, big_w / w0)
+        inner = (min(big_h, max(1, round(h0 * s))), min(big_w, max(1, round(w0 * s))))
+        top, left = (big_h - inner[0]) // 2, (big_w - inner[1]) // 2
+        heat = heat[top:top + inner[0], left:left + inner[1]]
+    out_hw = (h0, w0) if size is None else as_hw(size, "size")
+    heat = F.interpolate(heat[None, None], size=out_hw, mode="bilinear", align_corners=False)[0, 0]  # (H, W)
+    if out_hw != (h0, w0):
+        image = F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False,
+                              antialias=True)[0].clamp(0, 1)
+    picture = heatmap_picture(image, heat, score=score, threshold=threshold, vmax=vmax, range_note=range_note,
+                              no_threshold=no_threshold, alpha=alpha, cmap=cmap)
+    info = PngInfo()
+    for key, value in picture.info.items():
+        info.add_text(key, value)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = Image.fromarray((both * 255 + 0.5).astype(np.uint8))
-    atomic_write(path, lambda handle: picture.save(handle, format="PNG"), binary=True)
+    atomic_write(path, lambda handle: picture.save(handle, format="PNG", pnginfo=info), binary=True)
     return path
 
 
@@ -89,6 +110,8 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
     thresholds = pipe.thresholds or None
     scored = pipe.score_paths(paths)
     vmax = 2 * thresholds["pixel"] if thresholds else float(scored.heatmaps.max())
+    range_note = ("2 x the pixel threshold of held-out normals" if thresholds else
+                  f"largest heat value of these {len(paths)} images; the checkpoint stores no threshold")
     images, used = [], set()
     for i, path in enumerate(paths):
         record: dict[str, Any] = {"path": str(path), "score": float(scored.scores[i]),
@@ -96,9 +119,10 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
         if heatmaps:
             name = path.stem if path.stem not in used else f"{path.stem}_{i}"
             used.add(name)
-            image = pipe.load([path])[0]  # (C, H, W), the model's input, read again rather than kept for all files
-            record["heatmap"] = str(heatmap_png(image, scored.heatmaps[i], out_dir / "heatmaps" / f"{name}.png",
-                                                vmax=vmax).relative_to(out_dir))
+            record["heatmap"] = str(heatmap_png(
+                path, scored.heatmaps[i], out_dir / "heatmaps" / f"{name}.png", score=record["score"],
+                threshold=thresholds["image"] if thresholds else None, vmax=vmax, range_note=range_note,
+                channels=pipe.channels, resize_mode=pipe.resize_mode).relative_to(out_dir))
         images.append(record)
     result = {"checkpoint": str(checkpoint), "thresholds": thresholds, "images": images}
     write_json(out_dir / "scores.json", result)

@@ -1,10 +1,15 @@
-"""Heat-map overlay grids: input | reconstruction | residual | ground truth | prediction, one row per image.
+"""Heat-map pictures: overlay grids for ``evaluate`` and one annotated picture per image for ``predict``.
 
-Drawn with matplotlib's object API on an Agg canvas (no pyplot, no global backend switch) and written
-atomically: the PNG goes to a temporary file in the target folder, then is renamed over ``path``.
+* :func:`overlay_grid`: input | reconstruction | residual | ground truth | prediction, one row per image, drawn
+  with matplotlib's object API on an Agg canvas (no pyplot, no global backend switch).
+* :func:`heatmap_picture`: input | heat map over the input at the size it is given (pixel for pixel), a caption
+  with the image score and the threshold decision, and a colour bar whose range is written beside it.
+
+Files are written atomically: the PNG goes to a temporary file in the target folder, then is renamed over ``path``.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from manifold_ae.files import atomic_write
 
-__all__ = ["overlay_grid", "COLUMNS"]
+__all__ = ["overlay_grid", "heatmap_picture", "COLUMNS"]
 
 COLUMNS = ("input", "reconstruction", "residual", "ground truth", "prediction")
 
@@ -129,3 +134,67 @@ def overlay_grid(images: Any, reconstructions: Any, residuals: Any, masks: Any |
     fig.tight_layout()
 
     return atomic_write(path, lambda handle: fig.savefig(handle, format="png"), binary=True)
+
+
+def heatmap_picture(image: Any, heatmap: Any, *, score: float, threshold: float | None, vmax: float,
+                    range_note: str, no_threshold: str = "the checkpoint stores none", cmap: str = "inferno",
+                    alpha: float = 0.5, bar_height: int = 10, font_size: int = 11) -> Any:
+    """An annotated heat-map picture: ``input | heat map over input`` above a caption and a colour bar.
+
+    The two panels are the image's own pixels (no resampling): ``panels[:, :W]`` is the input, ``panels[:, W:]``
+    the blend ``(1 - alpha) * input + alpha * cmap(heatmap / vmax)``. Below them: the score and the decision
+    (``score >= threshold``: anomalous; or "no threshold" and why), a horizontal colour bar from 0 (left) to
+    ``vmax`` (right), and the range with ``range_note`` saying where ``vmax`` comes from. The caption lines are
+    also stored as PNG text chunks (``score``, ``decision``, ``colour_range``) for programs.
+
+    Parameters
+    ----------
+    image : (C, H, W), C in {1, 3}, values in [0, 1]
+    heatmap : (H, W)
+    score : float
+        The image score.
+    threshold : float or None
+        The image threshold; None writes "no threshold: ``no_threshold``".
+    vmax : float > 0
+        Top of the colour scale (fixed by the caller, so pictures of one run are comparable).
+    range_note : str
+        Where ``vmax`` comes from, e.g. "2 x pixel threshold of held-out normals".
+
+    Returns
+    -------
+    PIL.Image.Image (RGB) of width ``max(2 W, caption width)``, with ``.info`` holding the caption lines.
+    """
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw, ImageFont
+
+    x = _images(_array(image, "image")[None], "image")[0]  # (H, W, 3)
+    h, w = x.shape[:2]
+    heat = _array(heatmap, "heatmap")
+    if heat.shape != (h, w):
+        raise ValueError(f"heatmap must have shape ({h}, {w}) to match image, got {heat.shape}")
+    if not (math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
+    colour = colormaps[cmap](np.clip(heat / vmax, 0.0, 1.0))[..., :3]  # (H, W, 3)
+    panels = np.concatenate([x, (1 - alpha) * x + alpha * colour], axis=1)  # (H, 2W, 3)
+
+    if threshold is None:
+        decision = f"no threshold: {no_threshold}"
+    else:
+        verdict = "anomalous" if score >= threshold else "normal"
+        decision = f"{verdict}: score {'>=' if score >= threshold else '<'} threshold {threshold:.4g}"
+    lines = [f"score {score:.4g}", decision, f"colour 0 to {vmax:.4g} ({range_note})"]
+    font = ImageFont.load_default(size=font_size)
+    line_h = font_size + 3
+    text_w = max(int(font.getlength(t)) for t in lines) + 4
+    width = max(2 * w, text_w)
+    canvas = Image.new("RGB", (width, h + 3 * line_h + bar_height + 4), "white")
+    canvas.paste(Image.fromarray((panels * 255 + 0.5).astype(np.uint8)), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, text in enumerate(lines[:2]):
+        draw.text((2, h + 1 + k * line_h), text, fill="black", font=font)
+    bar_top = h + 2 * line_h + 2
+    bar = colormaps[cmap](np.linspace(0.0, 1.0, width))[None, :, :3].repeat(bar_height, axis=0)  # (bar, width, 3)
+    canvas.paste(Image.fromarray((bar * 255 + 0.5).astype(np.uint8)), (0, bar_top))
+    draw.text((2, bar_top + bar_height + 1), lines[2], fill="black", font=font)
+    canvas.info.update({"score": f"{score!r}", "decision": decision, "colour_range": lines[2]})
+    return canvas
