@@ -8,6 +8,7 @@
     manifold-ae predict         checkpoint + folder of images -> heat maps and scores.json
     manifold-ae export          checkpoint -> one ONNX graph (model, heat map, score) + metadata JSON
     manifold-ae compare         self-supervised model vs plain AE, Gaussian DAE and PCA on one dataset
+    manifold-ae diagnose        how projection-like a trained image model is (idempotence, conservation, gates, J)
     manifold-ae benchmark       every category x seed of a dataset trained, evaluated, one mean ± std table
     manifold-ae demo            the main job: verify + a quick image training run on the built-in data
 """
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("manifold_ae.commands.predict", "score a folder of images with a checkpoint"),
     "export": ("manifold_ae.commands.export", "export a checkpoint's scoring as one ONNX graph + metadata"),
     "compare": ("manifold_ae.commands.compare", "self-supervised model vs baselines (AE, DAE, PCA) on one dataset"),
+    "diagnose": ("manifold_ae.commands.diagnose", "how projection-like is a trained model: idempotence, gates, J"),
     "benchmark": ("manifold_ae.commands.benchmark", "train and evaluate every category x seed: mean ± std table"),
     "demo": ("manifold_ae.commands.demo", "the main job: verify + quick image run on the built-in data"),
 }
