@@ -29,6 +29,7 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "T6": ("manifold_ae.claims.t6_selfsupervised", "partial-corruption training learns the masked projection"),
     "T7": ("manifold_ae.claims.t7_conservation", "the orthogonal projection changes an input least (conservation)"),
     "T8": ("manifold_ae.claims.t8_anomaly", "the projection residual is the oracle anomaly score"),
+    "T9": ("manifold_ae.claims.t9_images", "the claims hold on exact image manifolds (T1, T4, a trained U-Net DAE)"),
 }
 
 
