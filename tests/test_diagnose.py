@@ -105,6 +105,11 @@ def test_conservation_of_the_identity_the_clean_map_and_a_half_removal():
     assert [r["opacity"] for r in rows] == [0.2, 1.0]
     assert all(r["removed_inside"] == pytest.approx(0.75, rel=1e-5) for r in rows)
     assert all(r["passed_inside"] == pytest.approx(0.25, rel=1e-5) for r in rows)
+    # f = t / 2 does not fix x: half of the defect's amplitude passes, measured from f(x) = x / 2
+    assert set(d.mask.unique().tolist()) == {0.0, 1.0}
+    for r in conservation_curve(lambda t: 0.5 * t, d):
+        assert r["passed_inside"] == pytest.approx(0.25, rel=1e-5)
+        assert r["changed_outside"] == pytest.approx(0.25, rel=1e-5)   # ‖x̃/2 − x̃‖² = ‖x/2‖² outside m
 
 
 class _GateStub(nn.Module):
@@ -137,6 +142,9 @@ def test_jacobian_excess_of_identity_pca_and_a_constant_map():
     region[..., :2] = 1
     const = jacobian_excess(lambda t: 0 * t + 0.5, x, region=region, probes=2, generator=g)
     assert torch.allclose(const, torch.ones(4, dtype=torch.float64))
+    # the column mirror moves the probed half onto the other half: inside the region nothing of v_r is kept
+    mirror = jacobian_excess(lambda t: t.flip(-1), x, region=region, probes=3, generator=g)
+    assert torch.allclose(mirror, torch.ones(4, dtype=torch.float64))
     assert torch.isnan(jacobian_excess(lambda t: t, x, region=torch.zeros(4, 1, 4, 4), probes=1, generator=g)).all()
 
 
