@@ -84,7 +84,7 @@ def test_thresholds_are_the_quantile_of_held_out_normal_training_images_only(run
 
 def test_outputs_on_disk(run):
     table = (run["eval"] / "results.md").read_text()
-    assert "| widget | **all** | 3 / 6 |" in table and "| widget | dent | 3 / 3 |" in table
+    assert "| synthetic/widget | **all** | 3 / 6 |" in table and "| synthetic/widget | dent | 3 / 3 |" in table
     for defect in ("good", "scratch", "dent"):
         assert (run["eval"] / f"overlays_{defect}.png").is_file()
     records = read(run["pred"] / "scores.json")["images"]

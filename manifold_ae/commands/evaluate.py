@@ -23,7 +23,7 @@ import torch
 from manifold_ae.anomaly.metrics import image_metrics, pixel_metrics
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, apply_overrides, parse_overrides
 from manifold_ae.files import write_json, write_text
-from manifold_ae.images.pipeline import Pipeline, ScoredSet, build_datasets, thresholds_from_normal
+from manifold_ae.images.pipeline import Pipeline, ScoredSet, build_datasets, data_label, thresholds_from_normal
 
 __all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", "percent_cell", "EVALUATE_KEYS",
            "TABLE_COLUMNS"]
@@ -39,7 +39,9 @@ TABLE_COLUMNS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"),
 def metrics_for(scored: ScoredSet, *, thresholds: dict[str, float] | None) -> dict[str, Any]:
     """Image- and pixel-level metrics of a scored test set: ``{"all": {...}, "<defect>": {...}, ...}``.
 
-    Each defect class is scored against all good test images; ``n_good``/``n_defect`` count images.
+    Each defect class is scored against all good test images; ``n_good``/``n_defect`` count images and
+    ``n_defect_pixels`` the defect pixels of the class's masks. A group without any defect pixel (image-level
+    labels only) has no pixel metrics; ``pixel_metrics_absent`` says why.
     """
     if scored.labels is None or scored.masks is None or scored.defects is None:
         raise ValueError("metrics need a labelled test set (labels, masks, defects)")
@@ -55,11 +57,15 @@ def metrics_for(scored: ScoredSet, *, thresholds: dict[str, float] | None) -> di
         groups[defect] = good | torch.tensor([d == defect for d in scored.defects])
     out: dict[str, Any] = {}
     for name, sel in groups.items():
-        metrics = {"n_good": int((sel & good).sum()), "n_defect": int((sel & ~good).sum())}
-        metrics |= image_metrics(labels[sel], scored.scores[sel], threshold=image_thr)
         masks = scored.masks[sel]
+        metrics = {"n_good": int((sel & good).sum()), "n_defect": int((sel & ~good).sum()),
+                   "n_defect_pixels": int(masks.sum())}
+        metrics |= image_metrics(labels[sel], scored.scores[sel], threshold=image_thr)
         if masks.sum() > 0:  # pixel metrics need at least one annotated defect pixel
             metrics |= pixel_metrics(masks, scored.heatmaps[sel], threshold=pixel_thr)
+        else:
+            metrics["pixel_metrics_absent"] = (f"none of the {metrics['n_defect']} anomalous images has a defect "
+                                               "mask (image-level labels only): image metrics only")
         out[name] = metrics
     return out
 
@@ -101,7 +107,9 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
             values = [g["all"][key] for g in results.values() if key in g["all"]]
             cells.append(percent_cell(sum(values) / len(values)) if values else "–")
         lines.append("| **mean** | all categories | | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = [f"{category}: no pixel metrics: {groups['all']['pixel_metrics_absent']}"
+             for category, groups in results.items() if "pixel_metrics_absent" in groups.get("all", {})]
+    return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
 def _write_overlays(pipe: Pipeline, dataset: Any, scored: ScoredSet, *, thresholds: dict[str, float] | None,
@@ -161,7 +169,7 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    category = config.data.category or Path(config.data.root).name
+    category = data_label(config.data)
     result = {"category": category, "checkpoint": str(checkpoint), "step": pipe.step,
               "metrics": metrics, "thresholds": thresholds,
               "protocol": {"image_size": config.data.image_size, "channels": config.data.channels,

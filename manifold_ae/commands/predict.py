@@ -5,7 +5,9 @@
 
 Images go through :class:`~manifold_ae.images.pipeline.Pipeline`, the same path ``evaluate`` uses, so a file gets
 the same score from both. ``anomalous`` uses the image threshold stored in the checkpoint at the end of
-training (a quantile of held-out normal training images); it is ``null`` for checkpoints without one.
+training (a quantile of held-out normal training images); it is ``null`` for checkpoints without one, and
+``no_decision`` (in scores.json and on stderr) says why. Unreadable files are skipped and listed (``failures``);
+the exit status is 1 when some files failed, 2 when all did or on usage errors.
 """
 from __future__ import annotations
 
@@ -94,9 +96,30 @@ def heatmap_png(source: str | Path, heatmap: torch.Tensor, path: str | Path, *, 
     return path
 
 
+def no_decision_reason(pipe: Pipeline) -> str | None:
+    """Why ``pipe`` cannot flag images as anomalous (no stored image threshold), or None when it can."""
+    if pipe.thresholds.get("image") is not None:
+        return None
+    config = getattr(pipe, "config", None)
+    data = config.data if config is not None else None
+    if data is not None and data.holdout_fraction <= 0 and data.dataset not in ("mvtec_ad2", "mvtec_loco"):
+        return ("the checkpoint has no image threshold: it was trained with data.holdout_fraction = "
+                f"{data.holdout_fraction}, so no held-out normal images were scored; retrain with "
+                "--data.holdout_fraction > 0 to get decisions")
+    return ("the checkpoint has no image threshold (thresholds are stored at the end of training, from held-out "
+            "normal images); finish the training run to get decisions")
+
+
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: str | Path, glob: str = "*",
             device: str = "auto", heatmaps: bool = True, backend: str = "torch") -> dict[str, Any]:
-    """Score images with a checkpoint; writes ``scores.json`` (and ``heatmaps/*.png``) into ``out_dir``."""
+    """Score images with a checkpoint; writes ``scores.json`` (and ``heatmaps/*.png``) into ``out_dir``.
+
+    A file that cannot be read is listed under ``failures`` (path and reason) and the rest are scored; with
+    no stored threshold ``anomalous`` is null and ``no_decision`` says why; a threshold from fewer held-out
+    images than its quantile needs is stated in ``threshold_warning`` (``pipeline.threshold_support``).
+    """
+    from manifold_ae.images.pipeline import threshold_support
+
     pipe = Pipeline.from_checkpoint(checkpoint, device=device)
     if backend not in ("torch", "onnxruntime"):
         raise ValueError(f"backend must be one of ['torch', 'onnxruntime'], got {backend!r}")
@@ -108,23 +131,39 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     thresholds = pipe.thresholds or None
-    scored = pipe.score_paths(paths)
-    vmax = 2 * thresholds["pixel"] if thresholds else float(scored.heatmaps.max())
-    range_note = ("2 x the pixel threshold of held-out normals" if thresholds else
-                  f"largest heat value of these {len(paths)} images; the checkpoint stores no threshold")
-    images, used = [], set()
-    for i, path in enumerate(paths):
-        record: dict[str, Any] = {"path": str(path), "score": float(scored.scores[i]),
-                                  "anomalous": bool(scored.scores[i] >= thresholds["image"]) if thresholds else None}
-        if heatmaps:
-            name = path.stem if path.stem not in used else f"{path.stem}_{i}"
-            used.add(name)
-            record["heatmap"] = str(heatmap_png(
-                path, scored.heatmaps[i], out_dir / "heatmaps" / f"{name}.png", score=record["score"],
-                threshold=thresholds["image"] if thresholds else None, vmax=vmax, range_note=range_note,
-                channels=pipe.channels, resize_mode=pipe.resize_mode).relative_to(out_dir))
-        images.append(record)
-    result = {"checkpoint": str(checkpoint), "thresholds": thresholds, "images": images}
+    readable, failures = [], []
+    for path in paths:
+        try:
+            pipe.load([path])
+        except (ValueError, OSError) as err:
+            failures.append({"path": str(path), "error": str(err)})
+        else:
+            readable.append(path)
+    images: list[dict[str, Any]] = []
+    reason = no_decision_reason(pipe)
+    warning = None
+    if thresholds and thresholds.get("num_images") and thresholds.get("quantile") is not None:
+        warning = threshold_support(int(thresholds["num_images"]), quantile=float(thresholds["quantile"]))["warning"]
+    if readable:
+        scored = pipe.score_paths(readable)
+        vmax = 2 * thresholds["pixel"] if thresholds else float(scored.heatmaps.max())
+        range_note = ("2 x the pixel threshold of held-out normals" if thresholds else
+                      f"largest heat value of these {len(readable)} images; the checkpoint stores no threshold")
+        used: set[str] = set()
+        for i, path in enumerate(readable):
+            record: dict[str, Any] = {"path": str(path), "score": float(scored.scores[i]),
+                                      "anomalous": None if reason else bool(scored.scores[i] >= thresholds["image"])}
+            if heatmaps:
+                name = path.stem if path.stem not in used else f"{path.stem}_{i}"
+                used.add(name)
+                written = heatmap_png(path, scored.heatmaps[i], out_dir / "heatmaps" / f"{name}.png",
+                                      score=float(scored.scores[i]), threshold=None if reason else thresholds["image"],
+                                      vmax=vmax, range_note=range_note, channels=pipe.channels,
+                                      resize_mode=pipe.resize_mode)
+                record["heatmap"] = str(written.relative_to(out_dir))
+            images.append(record)
+    result = {"checkpoint": str(checkpoint), "thresholds": thresholds, "no_decision": reason,
+              "threshold_warning": warning, "images": images, "failures": failures}
     write_json(out_dir / "scores.json", result)
     return result
 
@@ -150,10 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"manifold-ae predict: {err}", file=sys.stderr)
         return 2
+    for failure in result["failures"]:
+        print(f"manifold-ae predict: skipped {failure['path']}: {failure['error']}", file=sys.stderr)
+    if result["no_decision"]:
+        print(f"manifold-ae predict: no anomalous/normal decision: {result['no_decision']}", file=sys.stderr)
+    if result["threshold_warning"]:
+        print(f"manifold-ae predict: warning: {result['threshold_warning']}", file=sys.stderr)
     flagged = sum(1 for r in result["images"] if r["anomalous"])
-    thr = "" if result["thresholds"] is None else f", {flagged} flagged anomalous"
-    print(f"scored {len(result['images'])} images{thr}; results in {out}")
-    return 0
+    thr = "" if result["no_decision"] else f", {flagged} flagged anomalous"
+    failed = f", {len(result['failures'])} unreadable (listed in scores.json)" if result["failures"] else ""
+    print(f"scored {len(result['images'])} images{thr}{failed}; results in {out}")
+    if not result["failures"]:
+        return 0
+    return 2 if not result["images"] else 1
 
 
 if __name__ == "__main__":

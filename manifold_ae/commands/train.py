@@ -458,6 +458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides += ["--train.steps=2", "--train.log_every=1", "--train.checkpoint_every=1",
                           f"--train.out_dir={Path(out) / 'dry-run'}"]
         config, checkpoint = _resolve_config(args.preset, overrides, resume=args.resume)
+        if not args.preset and os.environ.get("RANK", "0") == "0":
+            print(f"manifold-ae train: no --preset given: the built-in defaults (data.dataset = "
+                  f"{config.data.dataset!r}, image_size {config.data.image_size}, model.width {config.model.width}, "
+                  f"train.steps {config.train.steps}) plus the command line; --preset quick is a tiny CPU run",
+                  file=sys.stderr)
         ctx = setup_distributed(config.train.device)
     except ValueError as err:
         print(f"manifold-ae train: {err}", file=sys.stderr)

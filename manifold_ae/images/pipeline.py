@@ -8,6 +8,9 @@ This module also builds the model and the data splits from a :class:`~manifold_a
 """
 from __future__ import annotations
 
+import math
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -21,7 +24,8 @@ from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, Model
 from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
-           "Pipeline", "thresholds_from_normal", "load_checkpoint", "resolve_device"]
+           "Pipeline", "thresholds_from_normal", "threshold_support", "load_checkpoint", "resolve_device",
+           "data_label"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -100,6 +104,20 @@ def _holdout_size(num: int, *, fraction: float) -> int:
     if num < 1:
         raise ValueError(f"cannot split an empty set of normal training images (num = {num})")
     return 0 if fraction <= 0 else min(num - 1, max(1, round(fraction * num)))
+
+
+def data_label(cfg: DataConfig) -> str:
+    """The name a run's results are filed under: its own data, never a preset's leftover category.
+
+    ``folder`` and ``magnetic_tile`` runs: the folder name of ``data.root`` (``folder`` adds ``/normal_dir``);
+    datasets with categories: ``<dataset>/<category>``.
+    """
+    if cfg.dataset == "folder":
+        return f"{Path(cfg.root).name}/{cfg.normal_dir}" if cfg.normal_dir else Path(cfg.root).name
+    if cfg.dataset == "magnetic_tile":
+        return Path(cfg.root).name or "magnetic_tile"
+    category = cfg.category or (_only_category(cfg.root) if Path(cfg.root).is_dir() else "")
+    return f"{cfg.dataset}/{category}" if category else cfg.dataset
 
 
 def _only_category(root: str) -> str:
@@ -294,6 +312,9 @@ class Pipeline:
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}) (as loaded by "
                              f"Pipeline.load), got {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()) or float(x.min()) < 0.0 or float(x.max()) > 1.0:
+            raise ValueError(f"x must hold finite intensities in [0, 1] (as loaded by Pipeline.load), got values "
+                             f"in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
         x = x.to(self.device, torch.float32)
         x_hat = self.model(x)  # (B, C, H, W)
         r = residual_map(x, x_hat)  # (B, H, W), T8
@@ -337,16 +358,73 @@ class Pipeline:
         return ScoredSet(torch.cat(heat), torch.cat(scores), [str(p) for p in paths])
 
 
-def thresholds_from_normal(scored: ScoredSet, *, quantile: float) -> dict[str, float]:
+def thresholds_from_normal(scored: ScoredSet, *, quantile: float) -> dict[str, Any]:
     """Image and pixel thresholds: the ``quantile`` of normal images' scores and of their heat-map pixels.
 
     Only ever called on held-out *normal training* images, never on the test set.
+    A held-out set too small for the quantile (:func:`threshold_support`) gives a warning saying what rate it
+    supports, how many images the quantile needs and how confident the false-positive rate bound is.
     """
     from manifold_ae.anomaly.metrics import threshold_from_normal
 
+    n = int(scored.scores.numel())
+    support = threshold_support(n, quantile=quantile)
+    if support["warning"]:
+        warnings.warn(support["warning"], stacklevel=2)
     return {"image": threshold_from_normal(scored.scores, quantile=quantile),
             "pixel": threshold_from_normal(scored.heatmaps.flatten(), quantile=quantile),
-            "quantile": float(quantile), "num_images": int(scored.scores.numel())}
+            "quantile": float(quantile), "num_images": n, "supported_fpr": support["supported_fpr"],
+            "images_needed": support["images_needed"], "k_largest": support["k_largest"],
+            "confidence": support["confidence"]}
+
+
+def threshold_support(n: int, *, quantile: float) -> dict[str, Any]:
+    """What a threshold at the ``quantile`` of ``n`` held-out normal image scores can promise.
+
+    The requested false-positive rate is ``alpha = 1 - quantile``; it is supported when ``n >= 1 / alpha``
+    (``images_needed = ceil(1 / alpha)``), and the smallest rate ``n`` images resolve is ``1 / n``. The
+    interpolated quantile is at least the ``k``-th largest score, ``k = n - floor(quantile * (n - 1))``; for
+    continuous scores the true false-positive rate at the ``k``-th largest of ``n`` normals is Beta(k, n - k + 1),
+    so ``P(FPR <= alpha) >= P(Binomial(n, alpha) >= k)`` (``confidence``).
+
+    Returns
+    -------
+    dict with ``supported_fpr``, ``images_needed``, ``k_largest``, ``confidence`` and ``warning`` (None when
+    supported).
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive number of held-out normal images, got {n!r}")
+    if not 0.0 <= quantile < 1.0:
+        raise ValueError(f"quantile must be in [0, 1), got {quantile!r}")
+    alpha = 1.0 - quantile
+    needed = math.ceil(1.0 / alpha - 1e-9)
+    k = n - math.floor(quantile * (n - 1))
+    below = sum(math.comb(n, i) * alpha ** i * (1 - alpha) ** (n - i) for i in range(k))
+    confidence = max(0.0, 1.0 - below)
+    warning = None
+    if n < needed:
+        warning = (f"{n} held-out normal images cannot support the false-positive rate {alpha:.3g} "
+                   f"(score.threshold_quantile = {quantile}): they resolve rates down to 1/{n} = {1 / n:.3g}, "
+                   f"and {alpha:.3g} needs at least {needed} held-out normal images (raise data.holdout_fraction "
+                   f"or add normal images); the threshold is at or above the k-th largest of the {n} scores "
+                   f"(k = {k}), so "
+                   f"P(FPR <= {alpha:.3g}) is only {confidence:.3g}")
+    return {"supported_fpr": 1.0 / n, "images_needed": needed, "k_largest": k, "confidence": confidence,
+            "warning": warning}
+
+
+def _what_file(path: Path, err: Exception) -> str:
+    """What a file that ``torch.load`` refused is, in words (torch's own advice would be about unpickling)."""
+    head = path.read_bytes()[:8]
+    kinds = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"BM": "a BMP image",
+             b"{": "a JSON/text file", b"PK": "a zip archive"}
+    kind = next((name for magic, name in kinds.items() if head.startswith(magic)), None)
+    if kind == "a zip archive":
+        if isinstance(err, pickle.UnpicklingError):
+            return ("it is a PyTorch file holding objects other than tensors and plain containers, so it was not "
+                    "written by manifold-ae train")
+        return "it is a PyTorch (zip) file that is truncated or damaged"
+    return f"it is {kind}, not a PyTorch checkpoint" if kind else f"it is not a PyTorch checkpoint (starts {head!r})"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -360,8 +438,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign files
-        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); expected a "
-                         "checkpoint written by manifold-ae train") from err
+        raise ValueError(f"checkpoint {path} could not be read: {_what_file(path, err)}; expected a "
+                         f"{CHECKPOINT_NAME} written by manifold-ae train (or its run directory)") from None
     missing = [k for k in ("model", "config", "step") if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"checkpoint {path} lacks the entries {missing}; expected a manifold-ae checkpoint")

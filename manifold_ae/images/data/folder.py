@@ -9,7 +9,10 @@ folders, with masks either
 
 Files that are masks of an image in the same folder are recognised as masks, never read as images (masks beside
 normal images are not used: normal masks are all zeros). Every anomalous image needs its mask; a missing mask,
-folder or file of ``files`` raises ``ValueError`` naming the path and what was expected.
+folder or file of ``files`` raises ``ValueError`` naming the path and what was expected. The one exception is a
+dataset with image-level labels only: with masks looked for beside the images (no ``mask_dir``) and *no*
+anomalous image having a mask, every anomalous image is kept without one (``pixel_labels`` is False; its item's
+mask is all zeros and evaluation reports pixel metrics as absent).
 """
 from __future__ import annotations
 
@@ -80,6 +83,11 @@ class FolderDataset(ImageDataset):
     files : sequence of names or paths, optional
         Use only these normal images (file names in ``normal_dir``); each must exist. Used for splits.
     cache : bool, default False
+
+    Attributes
+    ----------
+    pixel_labels : bool
+        False when the anomalous images carry image-level labels only (no anomalous image has a mask beside it).
     """
 
     def __init__(self, normal_dir: PathLike, *, abnormal_dir: PathLike | Mapping[str, PathLike] | None = None,
@@ -111,13 +119,20 @@ class FolderDataset(ImageDataset):
         if mask_dir is not None and isinstance(mask_dir, Mapping) and set(masks) != set(abnormal):
             raise ValueError(f"mask_dir must have the same defect names as abnormal_dir {sorted(abnormal)}, "
                              f"got {sorted(masks)}")
+        found_by_defect = {}
         for defect, folder in abnormal.items():
             if defect == "good":
                 raise ValueError(f"defect name 'good' is reserved for normal images; rename the abnormal folder "
                                  f"{folder} or pass a mapping {{name: folder}}")
-            found = list_images(folder, what=f"anomalous images ({defect})")
-            if mask_dir is None:
-                bad, beside = split_beside(found, mask_suffix=mask_suffix, mask_ext=mask_ext)
+            found_by_defect[defect] = list_images(folder, what=f"anomalous images ({defect})")
+        besides = {d: split_beside(f, mask_suffix=mask_suffix, mask_ext=mask_ext) for d, f in found_by_defect.items()}
+        self.pixel_labels = not (mask_dir is None and abnormal and not any(b for _, b in besides.values()))
+        for defect, folder in abnormal.items():
+            found = found_by_defect[defect]
+            if not self.pixel_labels:
+                samples += [Sample(image, None, 1, defect) for image in besides[defect][0]]
+            elif mask_dir is None:
+                bad, beside = besides[defect]
                 for image in bad:
                     if image not in beside:
                         report_problem(f"anomalous image {image} has no mask; expected "
