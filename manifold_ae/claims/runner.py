@@ -1,4 +1,4 @@
-"""``manifold-ae verify``: run the claim checks T1-T8 and write a report directory.
+"""``manifold-ae verify``: run the claim checks T1-T9 and write a report directory.
 
 Each claim lives in its own module exposing ``run(*, fast, out_dir, seed) -> ClaimResult`` with its
 criteria fixed in advance (see docs/theory.md). The runner writes ``report.md``, ``results.json`` and the

@@ -1,4 +1,4 @@
-"""Figures and explorers built on the verified claims (docs/theory.md, T1-T8); nothing else imports them.
+"""Figures and explorers built on the verified claims (docs/theory.md, T1-T9); nothing else imports them.
 
 * ``figures``, ``anomaly_figures``, ``overlays``: matplotlib builders for the claim checks and the reports.
 * ``interactive``: plotly builders (manifolds in 3-D with normal rays, reconstruction fields, spectra).
