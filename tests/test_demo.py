@@ -28,7 +28,7 @@ def test_demo_runs_every_stage_and_reports_a_failed_claim(tmp_path, monkeypatch,
     assert metrics["all"]["n_good"] == 20 and metrics["all"]["n_defect"] == 30 and len(records) == 50
     assert metrics["all"]["image_auroc"] == pytest.approx(
         roc_auc_score([r["label"] for r in records], [r["score"] for r in records]), abs=1e-12)
-    assert "| weave | **all** |" in (tmp_path / "weave" / "eval" / "results.md").read_text()
+    assert "| synthetic/weave | **all** |" in (tmp_path / "weave" / "eval" / "results.md").read_text()
 
     monkeypatch.setattr(runner, "main", lambda argv: calls.append(list(argv)) or 0)
     assert main(["--out", str(tmp_path), "--skip-verify", *TINY]) == 0
