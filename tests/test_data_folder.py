@@ -150,3 +150,14 @@ def test_a_missing_shared_data_set_skips_locally_and_fails_under_ci(tmp_path, mo
     (tmp_path / "magnetic-tile").mkdir()
     monkeypatch.setenv("CI", "true")
     assert shared_data_dir("magnetic-tile", base=tmp_path) == tmp_path / "magnetic-tile"
+
+
+def test_anomalous_images_without_any_mask_are_image_level_labels(tmp_path):
+    dirs = make_fake_folder(tmp_path, n_normal=2, n_abnormal=3, size=(16, 16))
+    for f in dirs["abnormal"].glob("*.png"):
+        f.unlink()
+    ds = FolderDataset(dirs["normal"], abnormal_dir=dirs["abnormal"], image_size=16, channels=1)
+    assert not ds.pixel_labels and ds.labels == [0, 0, 1, 1, 1]
+    assert all(float(ds[i]["mask"].sum()) == 0 for i in range(5))  # no mask: no defect pixel claimed
+    masked = make_fake_folder(tmp_path / "m", n_normal=2, n_abnormal=1, size=(16, 16))
+    assert FolderDataset(masked["normal"], abnormal_dir=masked["abnormal"], image_size=16).pixel_labels
