@@ -14,6 +14,15 @@ with ``--quick`` on CPU, where inductor spends minutes compiling on 2 cores).
     python benchmarks/bench_image.py --render-only           # rebuild the doc from the recorded JSON only
     python benchmarks/bench_image.py --preset magnetic_tile --threads 1 --variants eager_fp32,bf16
                                             # a preset's own model, resolution and batch (CPU presets: bf16)
+    python benchmarks/bench_image.py --data-path --threads 1
+                                            # the data path per loader worker at 256^2 (decode, resize, cache)
+
+``--data-path`` measures what decides whether a GPU is starved: images/s of ONE DataLoader worker (one core)
+at 256^2 RGB, for decoding PNGs at 256^2 through ``load_image`` (the package's checked path) against plain
+Pillow decoding of the same files (the baseline, same run), decoding 512^2 PNGs resized to 256^2 (antialiased),
+and the second epoch of a cached ``ImageDataset`` through ``DataLoader(num_workers=1, persistent_workers=True)``
+(cache hits plus collation and the transfer from the worker). Goal: >= 400 images/s from the cache, so that four
+workers feed the 1500 images/s training goal. Writes ``benchmarks/results/data_path_cpu.json``.
 
 Writes ``benchmarks/results/image_<device>[_<tag>].json`` (tag: ``--tag``, else the preset) and regenerates
 ``docs/benchmarks-image.md`` from every ``image_*.json`` present. GPU goals (H200-class, 256^2): inference
@@ -211,6 +220,87 @@ def render_markdown(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+DATA_PATH_GOAL = 400.0  # images/s of one loader worker from the cache (4 workers >= 1500 images/s)
+
+
+def _write_pngs(folder: Path, num: int, side: int, seed: int) -> list[Path]:
+    """``num`` RGB PNGs of ``side``² smooth random texture (compresses like a photo, not like noise)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(num):
+        coarse = rng.random((side // 8, side // 8, 3))
+        img = np.kron(coarse, np.ones((8, 8, 1))) * 0.8 + 0.2 * rng.random((side, side, 3))
+        path = folder / f"{i:04d}.png"
+        Image.fromarray((img * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def _rate(fn: Callable[[], int], repeats: int) -> float:
+    """Images/s of ``fn`` (which returns how many images it handled): the best of ``repeats`` runs."""
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def bench_data_path(args: argparse.Namespace) -> dict[str, Any]:
+    """Images/s of one loader worker at 256² (decode, decode + resize, cache hit); see the module docstring."""
+    import numpy as np
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from manifold_ae.images.data.io import ImageDataset, Sample, load_image
+
+    num = 32 if args.quick else 128
+    repeats = 2 if args.quick else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        native = _write_pngs(Path(tmp) / "256", num, 256, seed=0)
+        large = _write_pngs(Path(tmp) / "512", num, 512, seed=1)
+
+        def pil_only() -> int:
+            for path in native:
+                with Image.open(path) as im:
+                    torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+            return len(native)
+
+        def decode() -> int:
+            for path in native:
+                load_image(path, channels=3, size=256)
+            return len(native)
+
+        def decode_resize() -> int:
+            for path in large:
+                load_image(path, channels=3, size=256)
+            return len(large)
+
+        dataset = ImageDataset([Sample(path, None, 0, "good") for path in native], image_size=256, channels=3,
+                               cache=True)
+        loader = DataLoader(dataset, batch_size=32, shuffle=False, num_workers=1, persistent_workers=True)
+        for _ in loader:  # epoch 1 fills the worker's cache
+            pass
+
+        def cached() -> int:
+            n = 0
+            for batch in loader:
+                n += batch["image"].shape[0]
+            return n
+
+        rows = {"pil_decode_baseline": _rate(pil_only, repeats), "load_image_decode": _rate(decode, repeats),
+                "load_image_decode_resize_512_to_256": _rate(decode_resize, repeats),
+                "cache_hit_one_worker": _rate(cached, repeats)}
+        del loader
+    rows["load_image_vs_pil"] = rows["load_image_decode"] / rows["pil_decode_baseline"]
+    return {"images": num, "size": 256, "channels": 3, "images_per_s": rows, "goal_cache_images_per_s":
+            DATA_PATH_GOAL, "goal_met": rows["cache_hit_one_worker"] >= DATA_PATH_GOAL}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small batches and few repeats (CPU smoke run)")
@@ -238,6 +328,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, some of {', '.join(VARIANTS)}")
     p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks-image.md")
+    p.add_argument("--data-path", action="store_true",
+                   help="measure the data path of one loader worker at 256^2 instead of the model")
     p.add_argument("--render-only", action="store_true",
                    help="measure nothing: rebuild --doc from the image_*.json in --results-dir (e.g. after adding "
                         "a CUDA result measured elsewhere)")
@@ -279,6 +371,17 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.data_path:
+        result = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "quick": args.quick, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  "command": "python benchmarks/bench_image.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                  **bench_data_path(args)}
+        out = args.results_dir / f"data_path_cpu{'_quick' if args.quick else ''}.json"
+        _write_atomic(out, json.dumps(result, indent=2) + "\n")
+        for k, v in result["images_per_s"].items():
+            print(f"{k:>40}: {v:.4g}")
+        print(f"wrote {out}")
+        return 0
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

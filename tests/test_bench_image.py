@@ -38,3 +38,16 @@ def test_unknown_variant_is_a_usage_error(tmp_path):
     proc = bench(tmp_path, "--variants", "eager_fp32,fp8")
     assert proc.returncode == 2 and "'fp8'" in proc.stderr and "channels_last_bf16" in proc.stderr
     assert not list(tmp_path.glob("image_*.json"))
+
+
+def test_data_path_mode_records_every_stage_against_the_pillow_baseline(tmp_path):
+    proc = bench(tmp_path, "--data-path")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads((tmp_path / "data_path_cpu_quick.json").read_text())
+    rates = r["images_per_s"]
+    assert set(rates) == {"pil_decode_baseline", "load_image_decode", "load_image_decode_resize_512_to_256",
+                          "cache_hit_one_worker", "load_image_vs_pil"}
+    assert all(v > 0 for v in rates.values())
+    assert rates["load_image_vs_pil"] == rates["load_image_decode"] / rates["pil_decode_baseline"]
+    assert r["size"] == 256 and r["goal_cache_images_per_s"] == 400 and isinstance(r["goal_met"], bool)
+    assert not (tmp_path / "bench.md").exists()   # the model page is left alone
