@@ -76,7 +76,12 @@ def check_points(x: Any, *, ambient_dim: int, name: str = "x", dtype: torch.dtyp
 
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``float(value)`` if it is finite and > 0 (>= 0 with ``allow_zero``), else raise ValueError."""
+    """Return ``float(value)`` if it is finite and > 0 (>= 0 with ``allow_zero``), else raise ValueError.
+
+    A string or a bool is not a number here (``float("2")`` would accept the first, ``float(True)`` the second).
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError) as err:
@@ -89,7 +94,12 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
 
 def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0,
                    low_inclusive: bool = True, high_inclusive: bool = True) -> float:
-    """Return ``float(value)`` if it lies in the interval [low, high] (ends as stated), else raise ValueError."""
+    """Return ``float(value)`` if it lies in the interval [low, high] (ends as stated), else raise ValueError.
+
+    A string or a bool is not a number here.
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError) as err:

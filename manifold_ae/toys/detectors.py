@@ -203,6 +203,10 @@ class ProjectionDetector(_ScoringMixin, OutlierMixin, BaseEstimator):
         """Fit the subspace (if no manifold was given) and the offset on ``X`` (n_samples, n_features)."""
         check_fraction(self.contamination, "contamination", low_inclusive=False, high=0.5)
         X = validate_data(self, X, dtype=np.float64)
+        if isinstance(self.manifold, str):
+            raise ValueError(f"manifold must be a Manifold object, not its name {self.manifold!r}: e.g. "
+                             f"ProjectionDetector(make_manifold({self.manifold!r}, ambient_dim={X.shape[1]})) "
+                             "with make_manifold from manifold_ae.manifolds")
         if self.manifold is not None:
             ambient_dim = getattr(self.manifold, "ambient_dim", None)
             if ambient_dim != X.shape[1]:

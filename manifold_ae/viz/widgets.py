@@ -24,7 +24,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from manifold_ae.checks import as_array, check_choice, check_int, check_positive
+from manifold_ae.checks import as_array, check_choice, check_fraction, check_int, check_positive
 from manifold_ae.loop import fit
 from manifold_ae.manifolds import MANIFOLDS, Circle, Manifold, Spiral, make_manifold
 from manifold_ae.models import LinearAutoencoder, MLPAutoencoder
@@ -342,7 +342,7 @@ def dae_field_explorer(*, names: tuple[str, ...] = CURVES, ambient_dims: tuple[i
         check_choice(name, "names[...]", CURVES)
     for n in ambient_dims:
         check_int(n, "ambient_dims[...]", minimum=2)
-    sigma = check_positive(sigma, "sigma")
+    sigma = check_fraction(sigma, "sigma", low=0.01, high=0.5)   # the slider's range: never clamped silently
     extent = 1.6
     points = _field_grid(extent, check_int(grid, "grid", minimum=2))
     controls = {
