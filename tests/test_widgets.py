@@ -135,7 +135,7 @@ def test_manifold_figure_splits_rays_at_the_reach():
 @pytest.mark.parametrize("call, words", [
     (lambda: dae_field_explorer(names=("torus",)), ["names", "circle"]),
     (lambda: dae_field_explorer(ambient_dims=(1,)), ["ambient_dims", "[2"]),
-    (lambda: dae_field_explorer(sigma=-1.0), ["sigma", "> 0"]),
+    (lambda: dae_field_explorer(sigma=-1.0), ["sigma", "[0.01, 0.5]"]),
     (lambda: plane_curve("line"), ["name", "spiral"]),
     (lambda: reach_explorer(rays=0), ["rays"]),
     (lambda: reach_explorer(names=("moon",)), ["names", "sphere"]),
