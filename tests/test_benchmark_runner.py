@@ -122,6 +122,11 @@ def test_benchmark_table_and_resume_after_a_kill(tmp_path, monkeypatch):
     for c in CATEGORIES:
         assert f"| {c} | " in text
     assert record["seconds"]["runs_total"] > 0
+    # each trained run records its training throughput (the last log entry) and, on a CPU, no GPU memory
+    for cat in CATEGORIES:
+        for run in record["runs"][cat].values():
+            assert run["peak_gpu_memory_mb"] is None
+            assert run["status"] == "kept" or run["train_images_per_s"] > 0
 
 
 def test_unknown_categories_are_refused_with_the_known_list(tmp_path, capsys):
@@ -139,6 +144,8 @@ def test_categories_come_from_each_dataset_module():
     assert len(mvtec.CATEGORIES) == 15
     assert dataset_categories("visa") == visa.CATEGORIES and len(visa.CATEGORIES) == 12
     assert dataset_categories("mvtec_ad2") == mvtec_ad2.CATEGORIES
+    from manifold_ae.images.data.synthetic import SYNTHETIC_CATEGORIES
+    assert dataset_categories("synthetic") == tuple(SYNTHETIC_CATEGORIES)   # the built-in data, for gpu_checks
     with pytest.raises(ValueError, match="no fixed list of categories"):
         dataset_categories("folder")
 

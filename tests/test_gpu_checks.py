@@ -20,7 +20,11 @@ def test_gpu_checks_script_smoke(tmp_path, magnetic_tile_root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     # a device call returns at most 8 files: only the summaries stay in OUT, the run folders go to RUNS
-    assert files == ["compare.json", "image_cpu.json", "log.txt", "results.md"]
+    assert files == ["benchmark.json", "compare.json", "image_cpu.json", "log.txt", "results.md"]
+    runner = json.loads((out / "benchmark.json").read_text())
+    run = runner["runs"]["weave"]["0"]
+    assert runner["dataset"] == "synthetic" and run["status"] == "trained" and run["train_images_per_s"] > 0
+    assert run["peak_gpu_memory_mb"] is None   # a CPU run; on CUDA the peak allocated memory
     bench = json.loads((out / "image_cpu.json").read_text())
     assert bench["size"] == 32 and bench["variants"]["eager_fp32"]["train_images_per_s"] > 0
     record = json.loads((out / "compare.json").read_text())
@@ -39,7 +43,8 @@ def test_gpu_checks_script_smoke(tmp_path, magnetic_tile_root):
         assert pca[defect]["pixel_auroc"] >= 0.85, (defect, pca[defect])
         assert pca[defect]["aupro"] >= 0.65, (defect, pca[defect])
     log = (out / "log.txt").read_text()
-    assert log.count("2/2 compare magnetic_tile_gpu") == 5 and log.rstrip().endswith("done")
+    assert log.count("3/3 compare magnetic_tile_gpu") == 5 and log.rstrip().endswith("done")
+    assert log.count("2/3 benchmark runner") == 2 and "s to the result" in log
     assert (runs / "selfsupervised" / "checkpoint.pt").is_file()
     # the recorded JSON alone rebuilds the benchmark page (how a CUDA result measured elsewhere is added)
     doc = tmp_path / "bench.md"

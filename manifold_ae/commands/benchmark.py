@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from manifold_ae.files import write_json, write_text
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, load_config, parse_overrides
 
@@ -49,9 +51,11 @@ def dataset_categories(dataset: str) -> tuple[str, ...]:
         from manifold_ae.images.data.mvtec_ad2 import CATEGORIES
     elif dataset == "mvtec_loco":
         from manifold_ae.images.data.mvtec_loco import CATEGORIES
+    elif dataset == "synthetic":
+        from manifold_ae.images.data.synthetic import SYNTHETIC_CATEGORIES as CATEGORIES
     else:
         raise ValueError(f"data.dataset = {dataset!r} has no fixed list of categories; a benchmark needs one of "
-                         "'mvtec', 'visa', 'mvtec_ad2', 'mvtec_loco'")
+                         "'mvtec', 'visa', 'mvtec_ad2', 'mvtec_loco', 'synthetic'")
     return tuple(CATEGORIES)
 
 
@@ -134,6 +138,16 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _logged_rate(log_path: Path) -> float | None:
+    """The training images/s of the last log entry of a run's ``log.jsonl`` (None without one)."""
+    if not log_path.is_file():
+        return None
+    rates = [json.loads(line).get("images_per_s") for line in log_path.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    rates = [r for r in rates if r is not None]
+    return rates[-1] if rates else None
+
+
 def _run_once(config_args: list[str], run_dir: Path, *, device: str) -> dict[str, Any]:
     """Train (or resume) and evaluate one run; returns its status and seconds. Raises RuntimeError when
     training fails (its message is on stderr)."""
@@ -141,6 +155,9 @@ def _run_once(config_args: list[str], run_dir: Path, *, device: str) -> dict[str
     from manifold_ae.commands.train import main as train_main
 
     resume = (run_dir / CHECKPOINT_NAME).is_file()
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     rc = train_main([*config_args, "--out", str(run_dir), "--no-progress", *(["--resume"] if resume else [])])
     if rc != 0:
@@ -148,7 +165,9 @@ def _run_once(config_args: list[str], run_dir: Path, *, device: str) -> dict[str
     trained = time.perf_counter()
     evaluate(run_dir, out_dir=run_dir / "eval", device=device, overlays_per_class=0, progress=False)
     timing = {"status": "resumed" if resume else "trained", "train_seconds": trained - start,
-              "evaluate_seconds": time.perf_counter() - trained}
+              "evaluate_seconds": time.perf_counter() - trained,
+              "train_images_per_s": _logged_rate(run_dir / "log.jsonl"),
+              "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
     write_json(run_dir / "benchmark_run.json", timing)
     return timing
 
@@ -212,7 +231,9 @@ def benchmark(preset: str, overrides: Sequence[str] = (), *, out_dir: str | Path
             per_run[cat][seed] = {key: _finite(result.get(key)) for key, _ in METRICS}
             record_runs[cat][str(seed)] = {"run_dir": str(run_dir), "status": status, "metrics": per_run[cat][seed],
                                            "train_seconds": timing.get("train_seconds"),
-                                           "evaluate_seconds": timing.get("evaluate_seconds")}
+                                           "evaluate_seconds": timing.get("evaluate_seconds"),
+                                           "train_images_per_s": timing.get("train_images_per_s"),
+                                           "peak_gpu_memory_mb": timing.get("peak_gpu_memory_mb")}
             bar.update(1)
     record = {"dataset": config.data.dataset, "root": config.data.root, "preset": preset,
               "overrides": overrides, "categories": chosen, "seeds": seed_list, "protocol": PROTOCOL,
