@@ -316,7 +316,6 @@ def bench_data_path(args: argparse.Namespace) -> dict[str, Any]:
         rows = {"pil_decode_baseline": _rate(pil_only, repeats), "load_image_decode": _rate(decode, repeats),
                 "load_image_decode_resize_512_to_256": _rate(decode_resize, repeats),
                 "cache_hit_one_worker": _rate(cached, repeats)}
-        del loader
     rows["load_image_vs_pil"] = rows["load_image_decode"] / rows["pil_decode_baseline"]
     return {"images": num, "size": 256, "channels": 3, "images_per_s": rows, "goal_cache_images_per_s":
             DATA_PATH_GOAL, "goal_met": rows["cache_hit_one_worker"] >= DATA_PATH_GOAL}

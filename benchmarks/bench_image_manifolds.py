@@ -17,25 +17,16 @@ import json
 import math
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from timing import best_time  # benchmarks/timing.py (this script's folder is on sys.path)
+
 from manifold_ae.manifolds import make_image_manifold
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _best_time(fn, repeats: int) -> float:
-    """Best CPU time (process_time) of ``repeats`` calls: on a shared machine wall time measures the neighbours."""
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def _upsampled(template: torch.Tensor, step: float) -> np.ndarray:
@@ -91,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         gen = torch.Generator().manual_seed(n)
         ray = M.sample_normal_ray(num[n], fraction=0.5, generator=gen)
         x = ray.x
-        ours_s = _best_time(lambda: M.project_with_info(x), 2)
+        ours_s = best_time(lambda: M.project_with_info(x), 2)
         res = M.project_with_info(x)
         row = {"size": n, "bandwidth": M.bandwidth, "reach": M.reach, "grid_size": M.grid_size, "images": num[n],
                "ours_images_per_s": num[n] / ours_s, "ours_max_point_error": float((res.point - ray.p).norm(dim=-1)
@@ -101,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if n in brute_num:
             fine = _upsampled(M.template, step)
             xb = x[:brute_num[n]]
-            brute_s = _best_time(lambda: _brute_force(xb, fine, n), 1)
+            brute_s = best_time(lambda: _brute_force(xb, fine, n), 1)
             tb = _brute_force(xb, fine, n)
             row.update({"brute_step_px": step, "brute_shifts": fine.size, "brute_images": brute_num[n],
                         "brute_images_per_s": brute_num[n] / brute_s,

@@ -23,20 +23,12 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
+from timing import best_time  # benchmarks/timing.py (this script's folder is on sys.path)
+
 from manifold_ae.manifolds import MANIFOLDS, make_manifold
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMERIC = ("helix", "swiss_roll")
-
-
-def _best_time(fn, repeats: int) -> float:
-    """Best CPU time (process_time) of ``repeats`` calls: on a shared machine wall time measures the neighbours."""
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def _wall(fn) -> float:
@@ -125,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         tau = M.reach if math.isfinite(M.reach) else 1.0
         M.project(ray.x[:8])                                                     # warm-up
         with torch.no_grad():
-            one_call = _best_time(lambda: M.project(ray.x), 1 if name in NUMERIC else 3)
+            one_call = best_time(lambda: M.project(ray.x), 1 if name in NUMERIC else 3)
             stream = lambda: [M.project(ray.x[i:i + batch]) for i in range(0, N, batch)]
-            streamed = _best_time(stream, 1 if name in NUMERIC else 3)
+            streamed = best_time(stream, 1 if name in NUMERIC else 3)
             streamed_wall = _wall(stream)
             res = M.project_with_info(ray.x)
         row = {"manifold": name, "points": N, "ambient_dim": M.ambient_dim, "reach": M.reach,
@@ -140,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             sub = ray.x[:n_scipy]
             far = sub + 1.5 * tau * torch.randn(sub.shape, generator=torch.Generator().manual_seed(1), dtype=M.dtype)
             for label, pts in (("rays", sub), ("random", far)):
-                ours_t = _best_time(lambda: M.project(pts), 3)
+                ours_t = best_time(lambda: M.project(pts), 3)
                 p_ours = M.project(pts)
                 p_scipy, scipy_s = _scipy_baseline(M, pts)
                 p_fd, fd_s = _scipy_baseline(M, pts, analytic=False)

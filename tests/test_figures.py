@@ -1,7 +1,6 @@
 """manifold_ae.viz.figures: the figure builders draw the data they are given (checked against plain NumPy)."""
 import numpy as np
 import pytest
-import torch
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.quiver import Quiver

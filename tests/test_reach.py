@@ -39,7 +39,6 @@ def test_within_reach_on_inside_and_outside_the_medial_axis(ambient_dim, seed):
     torus = make_manifold("ring_torus", R=1.0, r=0.4, ambient_dim=ambient_dim, seed=seed, centre=centre)
     wide = make_manifold("ring_torus", R=1.0, r=0.7, ambient_dim=ambient_dim, seed=seed, centre=centre)
     sphere = make_manifold("sphere", k=2, radius=1.3, ambient_dim=ambient_dim, seed=seed, centre=centre)
-    c = torus.centre
     u = 2 * math.pi * torch.rand(64, generator=gen, dtype=torch.float64)
     ring = torch.stack([torch.cos(u), torch.sin(u), torch.zeros_like(u)], -1)        # (64, 3) unit circle
     lift = lambda M, y: M.centre + y @ M.Q.T                                         # base space -> R^n

@@ -12,7 +12,6 @@ test images).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path

@@ -12,7 +12,6 @@ the exit status is 1 when some files failed, 2 when all did or on usage errors.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence

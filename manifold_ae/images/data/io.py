@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from manifold_ae.checks import as_hw, check_choice, check_int
+from manifold_ae.checks import as_hw, check_choice
 
 __all__ = ["IMAGE_EXTENSIONS", "RESIZE_MODES", "Sample", "ImageDataset", "EmptyMaskError", "load_image",
            "load_mask", "load_pair", "binarise_mask", "list_images", "require_dir", "collect_problems",
