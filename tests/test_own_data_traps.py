@@ -93,9 +93,12 @@ def test_image_level_labels_only_predict_and_compare(runs, tmp_path, capsys):
     assert len(read(tmp_path / "p" / "scores.json")["images"]) == 4
     argv = ["--preset=quick", *TINY, f"--data.root={runs['labels_only_data']}", "--out", str(tmp_path / "c"),
             "--methods=pca", "--pca-components=2"]
+    capsys.readouterr()
     assert compare_main(argv) == 0, capsys.readouterr().err
     record = read(tmp_path / "c" / "compare_pca.json")
     assert "pixel_metrics_absent" in record["methods"]["pca"]["metrics"]["all"]
+    out = capsys.readouterr().out
+    assert "pixel AUROC absent (" in out and "pixel AUROC nan" not in out, out[-1000:]
 
 
 def test_threshold_support_is_the_binomial_tail_of_the_order_statistic():

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import platform
 import shutil
 import sys
@@ -210,8 +211,10 @@ def compare(config: Config, *, out_dir: str | Path, methods: Sequence[str] = tup
                                      "metrics": metrics, "config": mconfig.to_dict() if module is None else None}
         if validation is not None:
             record["methods"][method]["validation"] = metrics_for(pipe.score_dataset(validation), thresholds=None)
-        print(f"{method}: image AUROC {metrics['all']['image_auroc']:.3f}, pixel AUROC "
-              f"{metrics['all'].get('pixel_auroc', float('nan')):.3f}", flush=True)
+        pixel = metrics["all"].get("pixel_auroc")
+        pixel_text = (f"{pixel:.3f}" if isinstance(pixel, float) and math.isfinite(pixel)
+                      else f"absent ({metrics['all'].get('pixel_metrics_absent', 'no defect pixels')})")
+        print(f"{method}: image AUROC {metrics['all']['image_auroc']:.3f}, pixel AUROC {pixel_text}", flush=True)
     name = "compare.json" if list(methods) == list(METHODS) else f"compare_{'_'.join(methods)}.json"
     write_json(out_dir / name, record)
     if list(methods) == list(METHODS):
