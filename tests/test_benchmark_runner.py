@@ -154,3 +154,45 @@ def test_per_run_keys_cannot_be_overridden(tmp_path, capsys):
     assert benchmark_main(["--preset", "mvtec", "--data.category=bottle", "--out", str(tmp_path),
                            "--no-progress"]) == 2
     assert "--data.category (use --categories)" in capsys.readouterr().err
+
+
+def test_a_benchmark_process_killed_by_sigkill_resumes(tmp_path):
+    """A real kill: the benchmark runs as a subprocess, gets SIGKILL once its first run has written a checkpoint,
+    and a second invocation resumes that run and finishes the table (the files of a kill are never half-written)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from manifold_ae.images.config import CHECKPOINT_NAME
+    root = tmp_path / "data"
+    make_fake_mvtec(root, category="bottle", n_train=12, n_test_good=3, defects=("scratch",), n_defect=3, size=32)
+    out = tmp_path / "bench"
+    args = [sys.executable, "-m", "manifold_ae.commands.cli", "benchmark", "--preset", "mvtec",
+            f"--data.root={root}", "--categories", "bottle", "--seeds", "0", "--out", str(out), "--no-progress",
+            *[a for a in TINY if not a.startswith("--train.steps")], "--train.steps=400",
+            "--train.checkpoint_every=5"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / "bottle" / "seed_0" / CHECKPOINT_NAME
+    deadline = time.monotonic() + 120
+    while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ckpt.is_file(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(ckpt)["step"]
+    assert 0 < killed_at < 400 and not (out / "benchmark.json").exists()
+    assert not [p for p in out.rglob("*.tmp")], "a kill left a temporary file"
+    args[args.index("--train.steps=400")] = "--train.steps=40"   # finish sooner; resume keeps the config's other keys
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert killed_at < 40, f"killed at step {killed_at}: the first checkpoint (step 5) was expected sooner"
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "benchmark.json").read_text())
+    run = record["runs"]["bottle"]["0"]
+    assert run["status"] == "resumed" and load_checkpoint(ckpt)["step"] == 40
+    log = [json.loads(line) for line in (out / "bottle" / "seed_0" / "log.jsonl").read_text().splitlines()]
+    events = [(e["event"], e["step"]) for e in log if "event" in e]
+    assert events[0] == ("start", 0) and ("resume", killed_at) in events, events
