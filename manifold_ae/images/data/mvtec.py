@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from manifold_ae.checks import check_choice
-from manifold_ae.images.data.io import ImageDataset, Sample, list_images, missing_mask, require_dir
+from manifold_ae.images.data.io import ImageDataset, Sample, category_dir, list_images, missing_mask, require_dir
 
 __all__ = ["CATEGORIES", "SPLITS", "MVTecAD", "mvtec_like", "index_mvtec"]
 
@@ -37,13 +37,7 @@ def index_mvtec(root: PathLike, category: str, *, split: str = "train") -> list[
     check_choice(split, "split", SPLITS)
     root = require_dir(root, "a dataset root in MVTec AD layout holding <category>/train/good, "
                              "<category>/test/<defect> and <category>/ground_truth/<defect>")
-    if not isinstance(category, str) or not category or "/" in category or "\\" in category:
-        raise ValueError(f"category must be a folder name, got {category!r}")
-    cat_dir = root / category
-    if not cat_dir.is_dir():
-        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        raise ValueError(f"category folder {cat_dir} does not exist; expected <root>/{category}/ with train/ and "
-                         f"test/ (category folders found under {root}: {found})")
+    cat_dir = category_dir(root, category, layout=f"<root>/{category}/ with train/ and test/")
     if split == "train":
         good = require_dir(cat_dir / "train" / "good", "the normal training images (<category>/train/good/*.png)")
         return [Sample(p, None, 0, "good") for p in list_images(good, what="normal training images")]
