@@ -80,7 +80,7 @@ def test_space_separated_overrides_read_like_equals_signs():
     (["--train.bf16=false"], ["train.bf16 no longer exists", "train.precision", '"auto" | "bf16" | "float32"']),
     (["--cpu_bf16=true"], ["train.cpu_bf16 no longer exists", "--train.precision=bf16"]),
     (["--corruption.mask_weights=1,1"], ["corruption.mask_weights", "table of float by name", "perlin",
-                                         "--corruption.mask_weights.crack=0.25"]),
+                                         "--corruption.mask_weights.NAME=VALUE"]),
     (["--corruption.mask_weights.crak=1"], ["unknown option name(s) ['crak']", "did you mean 'crack'"]),
     (["--train.steps.x=1"], ["train.steps.x", "not a table"]),
     (["--model.dilations=1,x"], ["model.dilations", "'1,x'", "list of int"]),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from manifold_ae.corruptions.base import MaskedCorruption
 from manifold_ae.corruptions.image import (FILL_WEIGHTS, MASK_WEIGHTS, BlobMask, ColorShiftFill, CrackMask,
                                            ElasticFill, LineMask, NoiseFill, PatchFill, PerlinMask, RandomChoice,
-                                           RectangleMask, TextureFill, paper_corruption)
+                                           RectangleMask, SmoothMask, TextureFill, paper_corruption)
 
 MASKS = [PerlinMask(), BlobMask(), RectangleMask(), LineMask(), CrackMask()]
 BANK = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(9))
@@ -115,7 +115,7 @@ def test_paper_corruption_default_recipe_and_weights():
                                    fill_weights={"patch": 0, "texture": 0, "elastic": 0, "color": 0})
     assert [type(m) for m in only_cracks.mask.options] == [CrackMask]
     assert [type(f) for f in only_cracks.fill.options] == [NoiseFill]  # "noise" left out: its default weight
-    assert list(MASK_WEIGHTS) == ["perlin", "blob", "rectangle", "line", "crack"] and len(FILL_WEIGHTS) == 5
+    assert list(MASK_WEIGHTS) == ["perlin", "blob", "rectangle", "line", "crack", "smooth"] and len(FILL_WEIGHTS) == 5
     with_cracks = paper_corruption(image_size=24, channels=3, texture_bank=bank, mask_weights={"crack": 0.2})
     assert [type(m) for m in with_cracks.mask.options] == [PerlinMask, BlobMask, RectangleMask, LineMask, CrackMask]
     assert with_cracks.mask.weights == pytest.approx(tuple(v / 1.2 for v in (0.4, 0.3, 0.15, 0.15, 0.2)))
@@ -343,3 +343,43 @@ def test_corruptions_and_a_training_step_on_cuda_never_synchronise():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(loss)
+
+
+def test_smooth_mask_is_soft_large_and_partly_transparent():
+    """SmoothMask: values in [0, peak] with peak in the amplitude interval, a full-strength core of about the drawn
+    coverage, a soft ramp (intermediate values), and the same mask from the same seed."""
+    x = _images(b=16, c=1, h=64, w=64)
+    sampler = SmoothMask(coverage=(0.2, 0.2), amplitude=(0.3, 0.6), edge=0.15)
+    m = sampler(x, _gen(3))
+    assert m.shape == (16, 1, 64, 64) and torch.equal(m, sampler(x, _gen(3)))
+    peak = m.amax(dim=(1, 2, 3))
+    assert bool(((peak >= 0.3 - 1e-6) & (peak <= 0.6 + 1e-6)).all())
+    core = (m >= peak[:, None, None, None] * (1 - 1e-6)).float().mean(dim=(1, 2, 3))
+    assert core.sub(0.2).abs().max() < 0.01  # the top 20 % of the noise, up to ties at one pixel
+    ramp = ((m > 0) & (m < peak[:, None, None, None] * 0.99)).float().mean(dim=(1, 2, 3))
+    assert bool((ramp > 0.01).all())  # a soft edge, not a hard threshold
+    for bad, words in [({"coverage": (0.0, 0.2)}, "coverage"), ({"amplitude": (0.0, 0.5)}, "amplitude"),
+                       ({"edge": 1.0}, "edge")]:
+        with pytest.raises(ValueError, match=words):
+            SmoothMask(**bad)
+
+
+def test_noise_sigma_adds_gaussian_noise_everywhere_after_the_blend():
+    """noise_sigma: x_tilde minus the noise-free corruption from the same seed has the Gaussian's std, including on
+    clean samples and outside the mask; the mask is the occlusion's."""
+    x = _images(b=32, c=1, h=32, w=32)
+    plain = MaskedCorruption(RectangleMask(), ColorShiftFill(), opacity=(1.0, 1.0), clean_fraction=0.5)
+    noisy = MaskedCorruption(RectangleMask(), ColorShiftFill(), opacity=(1.0, 1.0), clean_fraction=0.5,
+                             noise_sigma=0.05)
+    a, ma = plain(x, _gen(4))
+    b, mb = noisy(x, _gen(4))
+    assert torch.equal(ma, mb)
+    eps = b - a
+    assert abs(float(eps.std()) - 0.05) < 0.05 * 0.02  # 32768 draws: the std's relative error ~0.4 %
+    assert abs(float(eps.mean())) < 0.05 * 0.02
+    outside = eps[(ma == 0).expand_as(eps)]
+    assert abs(float(outside.std()) - 0.05) < 0.05 * 0.03
+    with pytest.raises(ValueError, match="noise_sigma"):
+        MaskedCorruption(RectangleMask(), ColorShiftFill(), noise_sigma=-0.1)
+    recipe = paper_corruption(image_size=16, channels=1, texture_bank=BANK[:, :1], noise_sigma=0.02)
+    assert recipe.noise_sigma == 0.02

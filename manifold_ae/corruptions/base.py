@@ -4,7 +4,8 @@ A corruption maps a clean batch ``x`` of shape (B, ...) to ``(x_tilde, mask)``:
 
 * ``mask`` has the shape of ``x`` with the feature axes that are corrupted together collapsed to 1 where the
   corruption is spatial (images: (B, 1, H, W)); it is a float tensor in [0, 1] with 1 = corrupted.
-* ``x_tilde = (1 - a * mask) * x + a * mask * content`` with an opacity ``a`` per sample.
+* ``x_tilde = (1 - a * mask) * x + a * mask * content + noise_sigma * eps`` with an opacity ``a`` per sample
+  and, optionally, Gaussian noise ``eps`` on every entry (the Filtering Autoencoder, docs/theory.md).
 
 A corruption is the product of a **mask sampler** (where) and a **fill** (what). Both are small callables
 taking an explicit ``torch.Generator`` so every corruption is reproducible from a seed.
@@ -16,8 +17,8 @@ from typing import Protocol
 
 import torch
 
-from manifold_ae.checks import check_fraction
-from manifold_ae.rng import rand
+from manifold_ae.checks import check_fraction, check_positive
+from manifold_ae.rng import rand, randn
 
 __all__ = ["MaskSampler", "Fill", "Corruption", "MaskedCorruption", "Identity", "corrupt_per_sample"]
 
@@ -57,10 +58,14 @@ class MaskedCorruption:
         Per-sample opacity ``a`` drawn uniformly from this interval.
     clean_fraction : float, default 0
         Fraction of samples left uncorrupted (their mask is all zeros), so the model also sees normal inputs.
+    noise_sigma : float, default 0
+        Standard deviation of Gaussian noise added to every entry of every sample after the blend, clean
+        samples included (Bauer & Müller's Filtering Autoencoder, arXiv 2511.07233: occlusions plus noise, clean
+        target). Not clipped; the returned mask still marks only the occlusion.
     """
 
     def __init__(self, mask: MaskSampler, fill: Fill, *, opacity: tuple[float, float] = (1.0, 1.0),
-                 clean_fraction: float = 0.0) -> None:
+                 clean_fraction: float = 0.0, noise_sigma: float = 0.0) -> None:
         lo, hi = opacity
         check_fraction(lo, "opacity[0]")
         check_fraction(hi, "opacity[1]")
@@ -70,6 +75,7 @@ class MaskedCorruption:
         self.fill = fill
         self.opacity = (float(lo), float(hi))
         self.clean_fraction = check_fraction(clean_fraction, "clean_fraction")
+        self.noise_sigma = float(check_positive(noise_sigma, "noise_sigma", allow_zero=True))
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.mask(x, generator)  # broadcastable to x, e.g. (B, 1, H, W) or (B, D)
@@ -81,11 +87,15 @@ class MaskedCorruption:
         a = _uniform(keep_shape, self.opacity[0], self.opacity[1], generator, x).to(x.dtype)
         content = self.fill(x, generator)
         am = a * m.to(x.dtype)
-        return (1 - am) * x + am * content, m.to(x.dtype)
+        x_tilde = (1 - am) * x + am * content
+        if self.noise_sigma > 0:
+            x_tilde = x_tilde + self.noise_sigma * randn(x.shape, generator=generator, device=x.device,
+                                                         dtype=x.dtype)
+        return x_tilde, m.to(x.dtype)
 
     def __repr__(self) -> str:
         return (f"MaskedCorruption(mask={self.mask!r}, fill={self.fill!r}, opacity={self.opacity}, "
-                f"clean_fraction={self.clean_fraction})")
+                f"clean_fraction={self.clean_fraction}, noise_sigma={self.noise_sigma})")
 
 
 class Identity:

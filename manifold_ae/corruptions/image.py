@@ -7,7 +7,8 @@ opacity, ``x_tilde = (1 - a m) x + a m c``, so pixels outside the mask are retur
 number comes from the explicit ``generator`` (drawn on its device), so a seed reproduces a corruption exactly.
 
 Masks   ``PerlinMask`` thresholded Perlin blobs · ``BlobMask`` smooth random blobs · ``RectangleMask`` ·
-        ``LineMask`` thin straight lines · ``CrackMask`` thin meandering curves
+        ``LineMask`` thin straight lines · ``CrackMask`` thin meandering curves · ``SmoothMask`` large
+        low-frequency regions with soft edges and a partial transparency (values in [0, 1], not {0, 1})
 Fills   ``NoiseFill`` Gaussian noise · ``PatchFill`` other normal images (the batch shuffled, or a bank) ·
         ``TextureFill`` textures (``data/textures.py`` bank by default) · ``ElasticFill`` the image itself,
         elastically deformed · ``ColorShiftFill`` brightness, contrast and colour shift
@@ -30,7 +31,7 @@ from manifold_ae.checks import as_hw
 from manifold_ae.corruptions.textures import perlin_noise, texture_bank
 from manifold_ae.rng import rand, randn, randperm
 
-__all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "NoiseFill", "PatchFill",
+__all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "SmoothMask", "NoiseFill", "PatchFill",
            "TextureFill", "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption", "MASK_WEIGHTS",
            "FILL_WEIGHTS", "recipe_weights"]
 
@@ -298,6 +299,44 @@ class CrackMask:
         return f"CrackMask(cells={self.cells}, width={self.width}, extent={self.extent})"
 
 
+class SmoothMask:
+    """Large, smooth, partly transparent regions: faint low-frequency defects such as uneven shading or texture.
+
+    Per sample: Perlin noise on a coarse lattice (``2**a`` × ``2**b`` cells, powers of two in ``cells``), the
+    top ``coverage`` fraction of it as the region, a soft edge ramp of ``edge`` × (the noise's range) below
+    the region's level, and a peak value ``amplitude`` (so even at opacity 1 the fill is only partly blended in).
+    Values are in [0, ``amplitude``], never all zero; ``mask > 0`` is the region with its soft border.
+    """
+
+    def __init__(self, *, cells: tuple[int, int] = (1, 4), coverage: tuple[float, float] = (0.1, 0.45),
+                 amplitude: tuple[float, float] = (0.2, 0.7), edge: float = 0.15) -> None:
+        self.cells = _power_of_two_interval(cells, "cells")
+        self.coverage = _interval(coverage, "coverage", low=0.0, high=1.0)
+        if self.coverage[0] <= 0:
+            raise ValueError(f"coverage must be an interval within (0, 1], got {coverage!r}")
+        self.amplitude = _interval(amplitude, "amplitude", low=0.0, high=1.0)
+        if self.amplitude[0] <= 0:
+            raise ValueError(f"amplitude must be an interval within (0, 1], got {amplitude!r}")
+        self.edge = check_fraction(edge, "edge", high_inclusive=False)
+
+    def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
+        b, _, h, w = _check_images(x)
+        k = _lattice_exponents(b, self.cells, generator)  # (B, 2)
+        q = _uniform((b,), self.coverage, generator, x)  # (B,) coverage of the full-strength region
+        peak = _uniform((b,), self.amplitude, generator, x)  # (B,)
+        noise = _lattice_noise(k, h, w, generator, x)  # (B, H, W)
+        flat = noise.flatten(1).sort(dim=1, descending=True).values  # (B, H*W)
+        rank = (q * h * w).round().long().clamp(1, h * w) - 1
+        level = flat.gather(1, rank[:, None])[:, :, None]  # (B, 1, 1)
+        ramp = (self.edge * (flat[:, :1] - flat[:, -1:]))[:, :, None].clamp_min(1e-6)  # (B, 1, 1)
+        soft = ((noise - level) / ramp + 1).clamp(0, 1)  # 1 inside the region, 0 below level - ramp
+        return (soft * peak[:, None, None])[:, None].to(x.dtype)  # (B, 1, H, W)
+
+    def __repr__(self) -> str:
+        return (f"SmoothMask(cells={self.cells}, coverage={self.coverage}, amplitude={self.amplitude}, "
+                f"edge={self.edge})")
+
+
 # ----------------------------------------------------------------------------------------------------- fills
 class NoiseFill:
     """Gaussian noise with per-sample σ in ``sigma``: independent of x (mean uniform in [0, 1] per sample and
@@ -523,7 +562,7 @@ class RandomChoice:
 
 
 #: mask name -> weight in the default recipe (``paper_corruption``, ``corruption.mask_weights``)
-MASK_WEIGHTS = {"perlin": 0.4, "blob": 0.3, "rectangle": 0.15, "line": 0.15, "crack": 0.0}
+MASK_WEIGHTS = {"perlin": 0.4, "blob": 0.3, "rectangle": 0.15, "line": 0.15, "crack": 0.0, "smooth": 0.0}
 #: fill name -> weight in the default recipe (``corruption.fill_weights``)
 FILL_WEIGHTS = {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15, "color": 0.15}
 
@@ -531,17 +570,20 @@ FILL_WEIGHTS = {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15, "
 def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, texture_bank: torch.Tensor | None = None,
                      clean_fraction: float = 0.1, opacity: tuple[float, float] = (0.5, 1.0),
                      mask_weights: Mapping[str, float] | None = None, fill_weights: Mapping[str, float] | None = None,
-                     patch_bank: torch.Tensor | None = None, seed: int = 0) -> MaskedCorruption:
+                     patch_bank: torch.Tensor | None = None, noise_sigma: float = 0.0,
+                     seed: int = 0) -> MaskedCorruption:
     """The default training corruption (T6): a random mask × a random fill, blended with a random opacity.
 
     Masks (``mask_weights``, default :data:`MASK_WEIGHTS`): perlin 0.4, blob 0.3, rectangle 0.15, line 0.15,
-    crack 0. Fills (``fill_weights``, default :data:`FILL_WEIGHTS`): patch of another image 0.3, texture 0.25,
+    crack 0, smooth 0. Fills (``fill_weights``, default :data:`FILL_WEIGHTS`): patch of another image 0.3, texture 0.25,
     noise 0.15, elastic 0.15, color shift 0.15. Weights are relative and given by name, e.g.
     ``mask_weights={"crack": 0.25}``; a name left out keeps its default weight, a zero weight removes the option.
     ``clean_fraction`` of the samples stay uncorrupted (mask 0). The texture bank (given, or 64 textures made
     with ``seed``) is prepared at ``image_size`` × ``channels``. ``patch_bank`` (N, C, H, W): the normal images the
     patch fill copies from (training passes some of its training images, so a sample's patch comes from another
     normal image whatever batch it is in); None copies from the batch (a batch of one: from the image itself).
+    ``noise_sigma`` > 0 adds Gaussian noise of that standard deviation to every input after the blend (the
+    Filtering Autoencoder's occlusion plus noise, :class:`~manifold_ae.corruptions.base.MaskedCorruption`).
     """
     h, w = as_hw(image_size, "image_size")
     if channels not in (1, 3):
@@ -551,14 +593,14 @@ def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, text
     textures = TextureFill(texture_bank, seed=seed)
     textures.source(channels, h, w)  # build the bank now, not inside the first training step
     masks = {"perlin": PerlinMask(), "blob": BlobMask(), "rectangle": RectangleMask(), "line": LineMask(),
-             "crack": CrackMask()}
+             "crack": CrackMask(), "smooth": SmoothMask()}
     fills = {"patch": PatchFill(bank=patch_bank), "texture": textures, "noise": NoiseFill(), "elastic": ElasticFill(),
              "color": ColorShiftFill()}
     mask = RandomChoice([masks[k] for k, v in mask_weights.items() if v > 0],
                         weights=[v for v in mask_weights.values() if v > 0])
     fill = RandomChoice([fills[k] for k, v in fill_weights.items() if v > 0],
                         weights=[v for v in fill_weights.values() if v > 0])
-    return MaskedCorruption(mask, fill, opacity=opacity, clean_fraction=clean_fraction)
+    return MaskedCorruption(mask, fill, opacity=opacity, clean_fraction=clean_fraction, noise_sigma=noise_sigma)
 
 
 def recipe_weights(weights: Mapping[str, float] | None, default: Mapping[str, float], name: str) -> dict[str, float]:

@@ -162,21 +162,25 @@ class CorruptionConfig:
     """Training corruptions of the ``selfsupervised`` objective (passed to ``paper_corruption``).
 
     ``clean_fraction`` of the training samples stay uncorrupted; ``opacity`` is the blending interval.
-    ``mask_weights`` are the relative weights of the masks by name (perlin, blob, rectangle, line, crack) and
+    ``mask_weights`` are the relative weights of the masks by name (perlin, blob, rectangle, line, crack, smooth) and
     ``fill_weights`` those of the fills (patch, texture, noise, elastic, color); a name left out keeps the paper
     recipe's weight (``corruptions.image.MASK_WEIGHTS`` / ``FILL_WEIGHTS``), 0 removes the option. In TOML
     ``mask_weights = {crack = 0.25}``, on the command line ``--corruption.mask_weights.crack=0.25``.
+    ``noise_sigma`` > 0 adds Gaussian noise of that standard deviation to every training input on top of the
+    occlusions, with the clean image as the target (the Filtering Autoencoder; docs/theory.md).
     """
 
     clean_fraction: float = 0.1
     opacity: tuple[float, ...] = (0.5, 1.0)
     mask_weights: dict[str, float] = field(default_factory=lambda: _recipe_default("mask"))
     fill_weights: dict[str, float] = field(default_factory=lambda: _recipe_default("fill"))
+    noise_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS, recipe_weights
 
         check_fraction(self.clean_fraction, "corruption.clean_fraction")
+        check_positive(self.noise_sigma, "corruption.noise_sigma", allow_zero=True)
         # completed with the recipe's weights, in the recipe's order (a frozen dataclass: set once, here)
         object.__setattr__(self, "mask_weights", recipe_weights(self.mask_weights, MASK_WEIGHTS,
                                                                 "corruption.mask_weights"))
