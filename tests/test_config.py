@@ -158,7 +158,8 @@ def test_named_weights_merge_over_the_preset_and_the_recipe(tmp_path):
     preset = tmp_path / "p.toml"
     preset.write_text("[corruption]\nmask_weights = {perlin = 0.5}\n")
     cfg = load_config(preset, ["--corruption.mask_weights.crack=0.25", "--mask_weights.line=0"])
-    assert cfg.corruption.mask_weights == {"perlin": 0.5, "blob": 0.3, "rectangle": 0.15, "line": 0.0, "crack": 0.25}
+    assert cfg.corruption.mask_weights == {"perlin": 0.5, "blob": 0.3, "rectangle": 0.15, "line": 0.0, "crack": 0.25,
+                                           "smooth": 0.0}
     assert cfg.corruption.fill_weights == {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15,
                                            "color": 0.15}
 
@@ -167,7 +168,8 @@ def test_a_checkpoint_config_with_the_old_keys_still_loads():
     old = {"train": {"bf16": True, "cpu_bf16": True}, "corruption": {"mask_weights": [0, 0, 0, 0, 1]}}
     cfg = Config.from_dict(old, stored=True)
     assert cfg.train.precision == "bf16"
-    assert cfg.corruption.mask_weights == {"perlin": 0.0, "blob": 0.0, "rectangle": 0.0, "line": 0.0, "crack": 1.0}
+    assert cfg.corruption.mask_weights == {"perlin": 0.0, "blob": 0.0, "rectangle": 0.0, "line": 0.0, "crack": 1.0,
+                                           "smooth": 0.0}
     for bf16, cpu_bf16, precision in [(True, False, "auto"), (False, False, "float32"), (False, True, "bf16")]:
         stored = {"train": {"bf16": bf16, "cpu_bf16": cpu_bf16}}
         assert Config.from_dict(stored, stored=True).train.precision == precision

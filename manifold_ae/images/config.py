@@ -336,7 +336,8 @@ _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "objecti
 
 def _upgrade_stored(d: Mapping[str, Any]) -> dict[str, Any]:
     """A checkpoint's config in today's keys: ``train.bf16``/``cpu_bf16`` become ``train.precision``, the
-    positional weight lists of ``corruption`` become tables by name."""
+    positional weight lists of ``corruption`` become tables by name (the lists predate the names added since,
+    so a shorter list names the first entries)."""
     from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS
 
     d = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
@@ -346,7 +347,7 @@ def _upgrade_stored(d: Mapping[str, Any]) -> dict[str, Any]:
         train["precision"] = "bf16" if cpu_bf16 else "auto" if cuda_bf16 else "float32"
     corruption = d.get("corruption", {})
     for key, names in (("mask_weights", MASK_WEIGHTS), ("fill_weights", FILL_WEIGHTS)):
-        if isinstance(corruption.get(key), (list, tuple)) and len(corruption[key]) == len(names):
+        if isinstance(corruption.get(key), (list, tuple)) and 0 < len(corruption[key]) <= len(names):
             corruption[key] = dict(zip(names, corruption[key]))
     return d
 
