@@ -1,4 +1,4 @@
-"""``manifold-ae verify``: run the claim checks T1-T9 and write a report directory.
+"""``manifold-ae verify``: run the claim checks T1-T10 and write a report directory.
 
 Each claim lives in its own module exposing ``run(*, fast, out_dir, seed) -> ClaimResult`` with its
 criteria fixed in advance (see docs/theory.md). The runner writes ``report.md``, ``results.json`` and the
@@ -29,7 +29,8 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "T6": ("manifold_ae.claims.t6_selfsupervised", "partial-corruption training learns the masked projection"),
     "T7": ("manifold_ae.claims.t7_conservation", "the orthogonal projection changes an input least (conservation)"),
     "T8": ("manifold_ae.claims.t8_anomaly", "the projection residual is the oracle anomaly score"),
-    "T9": ("manifold_ae.claims.t9_images", "the claims hold on exact image manifolds (T1, T4, a trained U-Net DAE)"),
+    "T9": ("manifold_ae.claims.t9_images", "the claims hold on exact image manifolds (T1, T4, T6-T8 with U-Nets)"),
+    "T10": ("manifold_ae.claims.t10_diagnostics", "projection diagnostics of trained image models (J, gates)"),
 }
 
 
