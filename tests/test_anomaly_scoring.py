@@ -126,3 +126,52 @@ def test_bad_inputs_raise_with_names():
         image_scores(torch.zeros(4, 4))
     with pytest.raises(ValueError, match="x and x_hat must have the same shape"):
         vector_scores(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_pyramid_level_one_is_the_residual_map_and_a_constant_offset_is_seen_at_every_scale():
+    from manifold_ae.anomaly.scoring import pyramid_residuals
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    x_hat = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    levels = pyramid_residuals(x, x_hat, scales=(1, 2, 8))
+    assert levels.shape == (2, 3, 32, 32)
+    assert torch.allclose(levels[:, 0], residual_map(x, x_hat).float(), atol=1e-6)
+    offset = pyramid_residuals(x, x + 0.1, scales=(1, 4, 16, 32))  # d = 0.1 everywhere: d^2 at every scale
+    assert torch.allclose(offset, torch.full_like(offset, 0.01), atol=1e-6)
+    for bad in [(), (0,), (33,), (1.5,), (True,)]:
+        with pytest.raises(ValueError, match="scales must be a non-empty tuple of ints"):
+            pyramid_residuals(x, x_hat, scales=bad)
+
+
+def test_pyramid_levels_average_pixel_noise_down_like_one_over_the_block_area():
+    """White noise of variance v: the s x s block mean has variance v / s^2, so level s averages to v / s^2
+    (bilinear upsampling of the block values preserves their mean to within the border effects)."""
+    from manifold_ae.anomaly.scoring import pyramid_residuals
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.zeros(8, 1, 128, 128, dtype=torch.float64)
+    eps = 0.2 * torch.randn(8, 1, 128, 128, generator=g, dtype=torch.float64)
+    levels = pyramid_residuals(x, eps, scales=(1, 2, 4, 8))
+    for i, s in enumerate((1, 2, 4, 8)):
+        # block means at the coarse grid, by reshaping (an independent computation)
+        blocks = eps.reshape(8, 1, 128 // s, s, 128 // s, s).mean(dim=(3, 5))
+        coarse_mean = float(blocks.square().mean())
+        assert coarse_mean == pytest.approx(0.04 / s ** 2, rel=0.05 + 0.02 * s)
+        assert float(levels[:, i].mean()) == pytest.approx(coarse_mean, rel=0.1)
+
+
+def test_normalise_levels_by_hand():
+    from manifold_ae.anomaly.scoring import normalise_levels
+
+    levels = torch.tensor([[[[1.0, 2.0]], [[4.0, 0.5]]]])  # (B=1, S=2, H=1, W=2)
+    normal = torch.tensor([[[1.0, 3.0]], [[2.0, 2.0]]])  # (S, H, W): level means 2 and 2
+    assert torch.equal(normalise_levels(levels, norm="none"), torch.tensor([[[4.0, 2.0]]]))
+    # level: [1/2, 2/2] and [4/2, 0.5/2] -> max [2, 1]
+    assert torch.allclose(normalise_levels(levels, norm="level", normal_mean=normal), torch.tensor([[[2.0, 1.0]]]))
+    # pixel: divisors (normal + 2) / 2 = [1.5, 2.5] and [2, 2]: [2/3, 0.8] and [2, 0.25] -> [2, 0.8]
+    assert torch.allclose(normalise_levels(levels, norm="pixel", normal_mean=normal), torch.tensor([[[2.0, 0.8]]]))
+    with pytest.raises(ValueError, match=r"needs normal_mean of shape \(2, 1, 2\)"):
+        normalise_levels(levels, norm="pixel")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        normalise_levels(levels, norm="zscore")

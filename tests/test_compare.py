@@ -58,7 +58,7 @@ def test_every_method_is_scored_and_the_table_is_written(run):
     assert results_table(run["second"], key="validation") in validation_part
     assert len(results_table(run["second"]).strip().splitlines()) == 2 + 3 * len(METHODS)
     assert "| selfsupervised | **all** | 3 / 6 |" in test_part
-    assert "| selfsupervised | **all** | 3 / 9 |" in validation_part  # 3 held-out normals, 3 defects each
+    assert "| selfsupervised | **all** | 3 / 18 |" in validation_part  # 3 held-out normals, 6 defects each
 
 
 def test_validation_metrics_come_from_held_out_images_with_synthetic_defects(run):
@@ -74,7 +74,8 @@ def test_validation_metrics_come_from_held_out_images_with_synthetic_defects(run
     pipe = Pipeline(pca, image_size=32, channels=3, score=config.score)
     scored = pipe.score_dataset(val)
     got = run["first"]["methods"]["pca"]["validation"]
-    assert set(got) == {"all", "synthetic_blob", "synthetic_line", "synthetic_faint_line"}
+    assert set(got) == {"all", "synthetic_blob", "synthetic_line", "synthetic_faint_line", "synthetic_uneven",
+                         "synthetic_break", "synthetic_fray"}
     assert got["all"]["image_auroc"] == pytest.approx(roc_auc_score(scored.labels.numpy(), scored.scores.numpy()),
                                                       abs=1e-9)
     for method in METHODS:

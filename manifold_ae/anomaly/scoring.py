@@ -15,9 +15,12 @@ import torch.nn.functional as F
 
 from manifold_ae.checks import as_tensor, check_choice, check_positive
 
-__all__ = ["residual_map", "smooth", "gaussian_kernel1d", "image_scores", "vector_scores", "REDUCTIONS"]
+__all__ = ["residual_map", "pyramid_residuals", "normalise_levels", "smooth", "gaussian_kernel1d", "image_scores",
+           "vector_scores", "REDUCTIONS", "LEVEL_NORMS"]
 
 REDUCTIONS = ("max", "topk", "mean")
+#: how the levels of :func:`pyramid_residuals` are put on one scale before their maximum is taken
+LEVEL_NORMS = ("none", "level", "pixel")
 
 
 def _pair(x: Any, x_hat: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +48,71 @@ def residual_map(x: Any, x_hat: Any) -> torch.Tensor:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     diff = x.float() - x_hat.float() if x.dtype in (torch.bfloat16, torch.float16) else x - x_hat
     return diff.square().mean(dim=1)  # (B, H, W)
+
+
+def pyramid_residuals(x: Any, x_hat: Any, *, scales: tuple[int, ...]) -> torch.Tensor:
+    """Residuals compared at several resolutions: the channel-mean squared difference of the s × s local means.
+
+    For each scale s the images are reduced to (H/s, W/s) by area averaging, their squared difference is taken
+    (:func:`residual_map`) and brought back to (H, W) by bilinear interpolation. Scale 1 is :func:`residual_map`.
+    A deviation d spread coherently over a region much larger than s keeps its energy d² at scale s, while
+    pixel noise of variance v averages down to v / s²: large faint regions stand out at coarse scales, thin
+    defects at fine ones.
+
+    Parameters
+    ----------
+    x, x_hat : (B, C, H, W) tensors
+    scales : tuple of ints >= 1, each at most min(H, W)
+
+    Returns
+    -------
+    (B, S, H, W) float tensor, one level per scale in the order given.
+    """
+    x, x_hat = _pair(x, x_hat)
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if not scales or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= min(h, w)
+                         for s in scales):
+        raise ValueError(f"scales must be a non-empty tuple of ints in [1, min(H, W) = {min(h, w)}], got {scales!r}")
+    x, x_hat = x.float(), x_hat.float()
+    levels = []
+    for s in scales:
+        if s == 1:
+            levels.append(residual_map(x, x_hat))
+            continue
+        size = (max(1, round(h / s)), max(1, round(w / s)))
+        coarse = residual_map(F.interpolate(x, size=size, mode="area"), F.interpolate(x_hat, size=size, mode="area"))
+        levels.append(F.interpolate(coarse[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0])
+    return torch.stack(levels, dim=1)  # (B, S, H, W)
+
+
+def normalise_levels(levels: torch.Tensor, *, norm: str, normal_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Put the levels (B, S, H, W) of :func:`pyramid_residuals` on one scale and take their pixelwise maximum.
+
+    ``norm``:
+
+    * ``none``: the levels as they are (a single level is returned unchanged);
+    * ``level``: each level divided by its mean over normal images and pixels (``normal_mean`` (S, H, W)
+      averaged over H, W), so a value of 1 is a normal pixel's expected residual at every scale;
+    * ``pixel``: each level divided by ``(normal_mean + its spatial mean) / 2``, the per-pixel normal residual
+      shrunk halfway towards the level's mean (pixels where normal images already have large residuals, such as
+      edges, count less, without dividing by the noisy estimate of a quiet pixel alone).
+
+    Returns (B, H, W).
+    """
+    check_choice(norm, "norm", LEVEL_NORMS)
+    if levels.ndim != 4:
+        raise ValueError(f"levels must have shape (B, S, H, W), got {tuple(levels.shape)}")
+    if norm != "none":
+        if normal_mean is None or tuple(normal_mean.shape) != tuple(levels.shape[1:]):
+            got = None if normal_mean is None else tuple(normal_mean.shape)
+            raise ValueError(f"norm {norm!r} needs normal_mean of shape {tuple(levels.shape[1:])} (per-level mean "
+                             f"residual maps of normal images), got {got}")
+        mean = normal_mean.to(levels).clamp_min(1e-12)
+        level_mean = mean.mean(dim=(1, 2), keepdim=True)  # (S, 1, 1)
+        levels = levels / (level_mean if norm == "level" else 0.5 * (mean + level_mean))
+    return levels.amax(dim=1)  # (B, H, W)
 
 
 def vector_scores(x: Any, x_hat: Any) -> torch.Tensor:

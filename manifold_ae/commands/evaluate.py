@@ -22,14 +22,16 @@ import torch
 from manifold_ae.anomaly.metrics import image_metrics, pixel_metrics
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, apply_overrides, parse_overrides
 from manifold_ae.files import write_json, write_text
-from manifold_ae.images.pipeline import Pipeline, ScoredSet, build_datasets, data_label, thresholds_from_normal
+from manifold_ae.images.pipeline import (Pipeline, ScoredSet, build_datasets, data_label, ensure_normal_stats,
+                                         thresholds_from_normal)
 
 __all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", "percent_cell", "EVALUATE_KEYS",
            "TABLE_COLUMNS"]
 
 #: config keys ``evaluate`` may override (the rest must match training, or the held-out split would move)
 EVALUATE_KEYS = frozenset({"data.root", "data.num_workers", "score.sigma", "score.reduction", "score.topk",
-                           "score.threshold_quantile", "score.batch_size"})
+                           "score.threshold_quantile", "score.batch_size", "score.scales", "score.level_norm",
+                           "score.stats_images"})
 
 TABLE_COLUMNS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO@0.3"),
                  ("pixel_ap", "pixel AP"), ("image_f1", "image F1 @thr"), ("pixel_f1_max", "pixel F1-max"))
@@ -77,6 +79,7 @@ def score_splits(pipe: Pipeline, splits: Any, config: Config, *, progress: bool 
     Returns ``(scored test set, thresholds or None, metrics)``.
     """
     thresholds = None
+    ensure_normal_stats(pipe, splits.train)  # a score override of scales or level_norm: fitted on training images
     if splits.holdout is not None:
         thresholds = thresholds_from_normal(pipe.score_dataset(splits.holdout, progress=progress),
                                             quantile=config.score.threshold_quantile)
@@ -132,7 +135,7 @@ def _write_overlays(pipe: Pipeline, dataset: Any, scored: ScoredSet, *, threshol
 
 def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence[str] = (),
              device: str = "auto", overlays_per_class: int = 4, progress: bool = True,
-             synthetic: bool = False) -> dict[str, Any]:
+             synthetic: bool = False, validation_seed: int | None = None) -> dict[str, Any]:
     """Evaluate one checkpoint on its configured test set; writes into ``out_dir`` and returns the results.
 
     Files: ``metrics.json`` (metrics per defect class, thresholds, protocol), ``scores.json`` (one score per
@@ -141,7 +144,8 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
 
     ``synthetic=True`` evaluates on the validation set of :mod:`manifold_ae.images.validation` instead: the held-out
     normal training images with synthetic defects, for choosing options without the test set. No thresholds
-    are set then (they would come from the same images).
+    are set then (they would come from the same images). ``validation_seed`` draws other defects of the same
+    kinds (default: the run's ``data.split_seed + 1``), to check that a ranking of options holds across draws.
     """
     pipe = Pipeline.from_checkpoint(checkpoint, device=device)
     assert pipe.config is not None
@@ -156,7 +160,8 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
     if synthetic:
         from manifold_ae.images.validation import validation_set
 
-        test_set = validation_set(splits.holdout, split_seed=config.data.split_seed)
+        test_set = validation_set(splits.holdout, split_seed=config.data.split_seed, seed=validation_seed)
+        ensure_normal_stats(pipe, splits.train)
         scored, thresholds = pipe.score_dataset(test_set, progress=progress), None
         metrics = metrics_for(scored, thresholds=None)
     elif splits.test is None:
@@ -219,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--synthetic", action="store_true",
                    help="score held-out normal images + synthetic defects instead of the test set (model "
                         "selection without the test set)")
+    p.add_argument("--validation-seed", type=int, default=None,
+                   help="with --synthetic: seed of the synthetic defects (default: the run's data.split_seed + 1)")
     p.add_argument("--device", default="auto")
     p.add_argument("--overlays", type=int, default=4, help="overlay rows per defect class (0: none)")
     p.add_argument("--no-progress", action="store_true")
@@ -232,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out = out / run_dir.name
             result = evaluate(ckpt, out_dir=out, overrides=overrides, device=args.device,
                               overlays_per_class=args.overlays, progress=not args.no_progress,
-                              synthetic=args.synthetic)
+                              synthetic=args.synthetic, validation_seed=args.validation_seed)
             key = result["category"] if result["category"] not in all_metrics else f"{result['category']} ({ckpt})"
             all_metrics[key] = result["metrics"]
             print(f"{ckpt}: results in {out}")

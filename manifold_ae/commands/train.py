@@ -42,8 +42,8 @@ from manifold_ae.images.config import (CHECKPOINT_NAME, Config, describe_keys, l
                                        save_config)
 from manifold_ae.loop import check_finite, cosine_schedule, random_crop, sample_seeds, train_step
 from manifold_ae.commands.check_data import checked_datasets
-from manifold_ae.images.pipeline import (Pipeline, build_model, load_checkpoint, resolve_device,
-                                  thresholds_from_normal)
+from manifold_ae.images.pipeline import (Pipeline, build_model, ensure_normal_stats, load_checkpoint,
+                                         resolve_device, thresholds_from_normal)
 from manifold_ae.files import atomic_write, require_free_space
 
 __all__ = ["main", "train", "build_objective", "save_checkpoint", "Distributed", "setup_distributed",
@@ -369,6 +369,8 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
             if final and splits.holdout is not None:  # thresholds from held-out normal images only
                 pipe = Pipeline(model, image_size=dc.image_size, channels=dc.channels, score=config.score,
                                 resize_mode=dc.resize_mode, device=device)
+                if ensure_normal_stats(pipe, splits.train):  # from training images: the held-out stay independent
+                    state["normal_stats"] = pipe.normal_stats
                 state["thresholds"] = thresholds_from_normal(pipe.score_dataset(splits.holdout),
                                                              quantile=config.score.threshold_quantile)
                 model.train()

@@ -245,6 +245,12 @@ class ScoreConfig:
     ``sigma`` is the Gaussian smoothing width in pixels at ``data.image_size``; ``reduction`` is ``max`` or
     ``topk`` (mean of the ``topk`` largest pixels); thresholds are the ``threshold_quantile`` of the
     held-out normal images' scores (image level) and pixels (pixel level).
+    ``scales`` compares input and reconstruction at several resolutions (s × s local means,
+    ``anomaly.scoring.pyramid_residuals``; ``[1]`` is the plain residual) and ``level_norm`` puts the levels on
+    one scale before their pixelwise maximum: ``none``, ``level`` (each level over its mean on normal images) or
+    ``pixel`` (over the per-pixel normal mean shrunk halfway to the level's mean). The normal statistics come
+    from the first ``stats_images`` normal *training* images (so the held-out images stay independent for the
+    thresholds) and are stored in the checkpoint.
     """
 
     sigma: float = 2.0
@@ -252,10 +258,21 @@ class ScoreConfig:
     topk: int = 50
     threshold_quantile: float = 0.99
     batch_size: int = 16
+    scales: tuple[int, ...] = (1,)
+    level_norm: str = "none"
+    stats_images: int = 64
 
     def __post_init__(self) -> None:
+        from manifold_ae.anomaly.scoring import LEVEL_NORMS
+
         check_positive(self.sigma, "score.sigma", allow_zero=True)
         check_choice(self.reduction, "score.reduction", ("max", "topk"))
+        check_choice(self.level_norm, "score.level_norm", LEVEL_NORMS)
+        check_int(self.stats_images, "score.stats_images", minimum=1)
+        if not self.scales or len(set(self.scales)) != len(self.scales):
+            raise ValueError(f"score.scales must be a non-empty list of distinct ints >= 1, got {self.scales!r}")
+        for i, s in enumerate(self.scales):
+            check_int(s, f"score.scales[{i}]", minimum=1)
         check_int(self.topk, "score.topk", minimum=1)
         check_fraction(self.threshold_quantile, "score.threshold_quantile")
         check_int(self.batch_size, "score.batch_size", minimum=1)

@@ -19,12 +19,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
+from manifold_ae.anomaly.scoring import image_scores, normalise_levels, pyramid_residuals, residual_map, smooth
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, ModelConfig, ScoreConfig
 from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
-           "Pipeline", "thresholds_from_normal", "threshold_support", "load_checkpoint", "resolve_device",
+           "Pipeline", "ensure_normal_stats", "thresholds_from_normal", "threshold_support", "load_checkpoint", "resolve_device",
            "data_label"]
 
 
@@ -263,12 +263,15 @@ class Pipeline:
         ``{"image": float, "pixel": float}`` from held-out normal images (see :func:`thresholds_from_normal`).
     normalize, normalize_target : str, float
         Per-image intensity normalisation applied by :meth:`load` (as ``data.normalize``).
+    normal_stats : (S, H, W) tensor, optional
+        Mean smoothed residual level of normal images per scale of ``score.scales`` (:meth:`fit_normal_stats`),
+        needed when ``score.level_norm`` is not ``none``.
     """
 
     def __init__(self, model: nn.Module, *, image_size: int, channels: int, score: ScoreConfig,
                  resize_mode: str = "stretch", device: str | torch.device = "cpu",
                  thresholds: dict[str, float] | None = None, normalize: str = "none",
-                 normalize_target: float = 0.4) -> None:
+                 normalize_target: float = 0.4, normal_stats: torch.Tensor | None = None) -> None:
         self.normalize, self.normalize_target = normalize, normalize_target
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -277,6 +280,7 @@ class Pipeline:
         self.resize_mode = resize_mode
         self.score_config = score
         self.thresholds = dict(thresholds) if thresholds else {}
+        self.normal_stats = None if normal_stats is None else normal_stats.float().cpu()
         self.config: Config | None = None  # set by from_checkpoint
         self.step: int | None = None
 
@@ -289,7 +293,8 @@ class Pipeline:
         model.load_state_dict(state["model"])
         pipe = cls(model, image_size=config.data.image_size, channels=config.data.channels, score=config.score,
                    resize_mode=config.data.resize_mode, device=device, thresholds=state.get("thresholds"),
-                   normalize=config.data.normalize, normalize_target=config.data.normalize_target)
+                   normalize=config.data.normalize, normalize_target=config.data.normalize_target,
+                   normal_stats=state.get("normal_stats"))
         pipe.config = config
         pipe.step = int(state["step"])
         return pipe
@@ -318,10 +323,46 @@ class Pipeline:
         x = x.to(self.device, torch.float32)
         x_hat = self.model(x)  # (B, C, H, W)
         r = residual_map(x, x_hat)  # (B, H, W), T8
-        heat = smooth(r, sigma=self.score_config.sigma)  # (B, H, W)
         sc = self.score_config
+        if tuple(sc.scales) == (1,) and sc.level_norm == "none":
+            heat = smooth(r, sigma=sc.sigma)  # (B, H, W)
+        else:
+            if sc.level_norm != "none" and not self.has_normal_stats():
+                raise ValueError(f"score.level_norm = {sc.level_norm!r} needs the normal statistics of score.scales = "
+                                 f"{list(sc.scales)}; fit them with Pipeline.fit_normal_stats on normal training "
+                                 "images (train stores them in the checkpoint)")
+            heat = normalise_levels(self._levels(x, x_hat), norm=sc.level_norm,
+                                    normal_mean=None if self.normal_stats is None else
+                                    self.normal_stats.to(x.device))  # (B, H, W)
         s = image_scores(heat, reduction=sc.reduction, topk=sc.topk if sc.reduction == "topk" else None)  # (B,)
         return Scored(x.cpu(), x_hat.float().cpu(), r.float().cpu(), heat.float().cpu(), s.float().cpu())
+
+    def _levels(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Smoothed residual levels (B, S, H, W), one per scale of ``score.scales``."""
+        return smooth(pyramid_residuals(x, x_hat, scales=tuple(self.score_config.scales)),
+                      sigma=self.score_config.sigma)
+
+    def has_normal_stats(self) -> bool:
+        """Whether :attr:`normal_stats` is present and matches ``score.scales`` and the image size."""
+        expected = (len(self.score_config.scales), self.image_size, self.image_size)
+        return self.normal_stats is not None and tuple(self.normal_stats.shape) == expected
+
+    @torch.no_grad()
+    def fit_normal_stats(self, dataset: Dataset) -> torch.Tensor:
+        """Mean smoothed residual level per scale over the normal images of ``dataset``: (S, H, W), stored in
+        :attr:`normal_stats` (and returned). Use normal *training* images, so held-out images stay independent
+        for the thresholds."""
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise ValueError("fit_normal_stats needs at least one normal image, got an empty dataset")
+        total, count, batch = None, 0, self.score_config.batch_size
+        for start in range(0, len(dataset), batch):  # type: ignore[arg-type]
+            x = torch.stack([dataset[i]["image"] for i in range(start, min(start + batch, len(dataset)))])
+            x = x.to(self.device, torch.float32)
+            levels = self._levels(x, self.model(x)).float().sum(dim=0)  # (S, H, W)
+            total = levels if total is None else total + levels
+            count += x.shape[0]
+        self.normal_stats = (total / count).cpu()
+        return self.normal_stats
 
     def score_dataset(self, dataset: Dataset, *, progress: bool = False) -> ScoredSet:
         """Run every item ``{"image", "mask", "label", "defect", "path"}`` of ``dataset`` through the pipeline."""
@@ -356,6 +397,22 @@ class Pipeline:
             heat.append(out.heatmap)
             scores.append(out.score)
         return ScoredSet(torch.cat(heat), torch.cat(scores), [str(p) for p in paths])
+
+
+def ensure_normal_stats(pipe: Pipeline, train: Dataset | None) -> bool:
+    """Fit ``pipe``'s normal statistics on the first ``score.stats_images`` normal training images when its
+    score needs them (``score.level_norm`` not ``none``) and it has none for its ``score.scales``.
+
+    Returns whether it fitted them. ``train`` None (no training split) with statistics needed raises ValueError.
+    """
+    sc = pipe.score_config
+    if sc.level_norm == "none" or pipe.has_normal_stats():
+        return False
+    if train is None or len(train) == 0:  # type: ignore[arg-type]
+        raise ValueError(f"score.level_norm = {sc.level_norm!r} needs normal training images for its statistics, "
+                         "and this run has none")
+    pipe.fit_normal_stats(Subset(train, range(min(len(train), sc.stats_images))))  # type: ignore[arg-type]
+    return True
 
 
 def thresholds_from_normal(scored: ScoredSet, *, quantile: float) -> dict[str, Any]:

@@ -222,8 +222,7 @@ def corrupted_images(M: Manifold, *, bank: torch.Tensor, num: int, seed: int,
     content = corruption.fill(images, gen)                                             # (num, 1, N, N)
     a = float(opacity)
     x_hat = (1 - a * mask) * images + a * mask * content
-    flat = lambda t: t.reshape(num, -1)                                                # noqa: E731
-    return CorruptedImages(x, flat(x_hat), flat(mask), flat(content), a)
+    return CorruptedImages(x, x_hat.reshape(num, -1), mask.reshape(num, -1), content.reshape(num, -1), a)
 
 
 def image_map(model: torch.nn.Module, size: int) -> PointMap:
