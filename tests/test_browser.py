@@ -157,6 +157,7 @@ MOVES = {
     "06_conservation_anomaly": Move("δ", "key", "ArrowRight", "δ = 0.05:", {"δ": "0.03"}, _t8_oracle_auroc_grows),
     "07_vectors_to_images": Move("image", "readout", "12", "the model removed", {"image": "0"}),
     "08_results_browser": Move("image", "readout", "12", "scores.json", {"class": "all", "image": "0"}),
+    "09_toys_to_images": Move("mask side", "readout", "10", "mask 10 × 10 px", {"mask side": "4", "sample": "0"}),
 }
 
 _ALL_EXECUTED = r"""() => {

@@ -24,7 +24,7 @@ def test_t9_is_registered():
 
 def test_t9_fast_run_passes_against_independent_references(fast_result):
     assert fast_result.passed, [(c.name, c.measured) for c in fast_result.checks if not c.passed]
-    assert len(fast_result.checks) == 8
+    assert len(fast_result.checks) == 12
     # grating: radius R = A N / √2 with A = 1, reach R/√2 (six orientations, mutually orthogonal circles)
     assert fast_result.numbers["reach"]["grating"] == pytest.approx(16 / math.sqrt(2) / math.sqrt(2), rel=1e-12)
     # band-pass reference: ((S − 2)/(n − 2))^{1/2} with S the support of the template's spectrum, counted in numpy
@@ -40,6 +40,15 @@ def test_t9_fast_run_passes_against_independent_references(fast_result):
     assert all(3.6 < r < 4.4 for r in ratios), ratios
     # the trained UNet removes noise relative to r*: the identity would have ratio exactly 1
     assert fast_result.numbers["denoiser"]["unet"] < 0.9
+    # T6/T7 (item 5): the identity's in-painting ratio is 1 and it changes no clean pixel; π_S(x̂) is the clean image
+    inpainting = fast_result.numbers["inpainting"]
+    assert inpainting["identity"]["iota"] == pytest.approx(1.0, abs=1e-12)
+    assert inpainting["identity"]["outside"] == 0.0
+    assert inpainting["identity"]["q"] >= 1.0
+    assert inpainting["references"]["pi_s_to_clean"] < 1e-9
+    assert inpainting["pca_rank"] == support
+    # T8 (item 6): the identity scores every image 0, so its AUROC is exactly 1/2 by the tie rule
+    assert fast_result.numbers["anomaly"]["auroc"]["identity"] == 0.5
 
 
 def test_t9_fails_on_a_nan_in_each_measurement(tmp_path, monkeypatch):

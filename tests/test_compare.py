@@ -193,3 +193,20 @@ def test_a_run_folder_of_another_config_is_never_deleted_without_overwrite(run, 
     assert "--overwrite: replacing" in capsys.readouterr().out
     assert not (out / "ae" / "notes.txt").exists()
     assert load_checkpoint(out / "ae")["config"]["train"]["lr"] == 0.02
+
+
+def test_score_keys_and_unused_corruption_keys_do_not_retrain_but_rescore(run, capsys):
+    """A changed score section reuses every network and rescores it with the new score (its normal statistics
+    and thresholds refitted); a changed corruption reuses the AE (which has no corruption) but not the
+    self-supervised network."""
+    args = run["args"]
+    assert compare_main([*args, "--methods", "ae", "--score.scales=1,4", "--score.level_norm=level"]) == 0
+    record = json.loads((run["out"] / "compare_ae.json").read_text())
+    entry = record["methods"]["ae"]
+    assert entry["training"]["reused"] is True
+    assert entry["metrics"]["all"]["image_auroc"] != run["first"]["methods"]["ae"]["metrics"]["all"]["image_auroc"] \
+        or entry["thresholds"]["image"] != run["first"]["methods"]["ae"]["thresholds"]["image"]
+    assert compare_main([*args, "--methods", "ae", "--corruption.noise_sigma=0.05"]) == 0
+    assert json.loads((run["out"] / "compare_ae.json").read_text())["methods"]["ae"]["training"]["reused"] is True
+    assert compare_main([*args, "--methods", "selfsupervised", "--corruption.noise_sigma=0.05"]) == 2
+    assert "corruption.noise_sigma: 0.0 -> 0.05" in capsys.readouterr().err

@@ -190,7 +190,7 @@ def test_normalised_pyramid_heat_maps_by_hand():
         with pytest.raises(ValueError, match="needs the normal statistics"):
             pipe(torch.full((1, 1, 16, 16), 0.8))
         assert ensure_normal_stats(pipe, normal) and not ensure_normal_stats(pipe, normal)  # fitted once
-        assert pipe.normal_stats.shape == (3, 16, 16)
+        assert pipe.normal_stats.shape == (3, 16, 16) and pipe.normal_stats_key == ((1, 2, 4), 1.0)
         assert torch.allclose(pipe.normal_stats, torch.full((3, 16, 16), 0.01 * 0.16), rtol=1e-5)
         out = pipe(torch.full((2, 1, 16, 16), 0.8))
         assert torch.allclose(out.heatmap, torch.full((2, 16, 16), 4.0), rtol=1e-5)
@@ -210,7 +210,7 @@ def test_a_run_trained_with_normalised_levels_stores_its_statistics_and_evaluate
     assert train_main([*TINY, f"--data.root={run['root']}", f"--out={out}", "--score.scales=1,4",
                        "--score.level_norm=pixel", "--score.stats_images=4"]) == 0
     state = load_checkpoint(out)
-    assert tuple(state["normal_stats"].shape) == (2, 32, 32)
+    assert tuple(state["normal_stats"]["mean"].shape) == (2, 32, 32) and state["normal_stats"]["scales"] == [1, 4]
     pipe = Pipeline.from_checkpoint(out, device="cpu")
     train = build_datasets(pipe.config.data).train
     # reference: the smoothed levels of the first 4 training images, averaged here
@@ -218,7 +218,7 @@ def test_a_run_trained_with_normalised_levels_stores_its_statistics_and_evaluate
     x = torch.stack([train[i]["image"] for i in range(4)])
     with torch.no_grad():
         ref = smooth(pyramid_residuals(x, pipe.model(x), scales=(1, 4)), sigma=pipe.score_config.sigma).mean(0)
-    assert torch.allclose(state["normal_stats"], ref, rtol=1e-4, atol=1e-9)
+    assert torch.allclose(state["normal_stats"]["mean"], ref, rtol=1e-4, atol=1e-9)
     assert evaluate_main([str(out), "--out", str(tmp_path / "ev"), "--no-progress", "--overlays=0",
                           "--score.scales=1,2,8"]) == 0  # refitted for the other scales on training images
     assert read(tmp_path / "ev" / "metrics.json")["metrics"]["all"]["image_auroc"] is not None

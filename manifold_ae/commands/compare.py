@@ -81,9 +81,18 @@ def _differing_keys(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     return out
 
 
+def _scoring_only(difference: str, config: Config) -> bool:
+    """Whether a differing key leaves the trained network as it is: ``score.*`` (post-processing, applied and
+    its statistics and thresholds refitted when the methods are scored), and ``corruption.*`` for networks
+    whose objective uses no corruption."""
+    return difference.startswith("score.") or (difference.startswith("corruption.")
+                                               and config.objective.name != "selfsupervised")
+
+
 def _existing_run(config: Config) -> tuple[dict[str, Any] | None, str]:
     """What ``config``'s out_dir holds: (the summary of a finished run of exactly ``config``, "") to reuse, or
-    (None, why it cannot be reused) with ``why`` empty when the folder is absent or empty."""
+    (None, why it cannot be reused) with ``why`` empty when the folder is absent or empty. Keys that do not
+    change the trained network (:func:`_scoring_only`) may differ."""
     run = Path(config.train.out_dir)
     if not run.exists() or not any(run.iterdir()):
         return None, ""
@@ -92,7 +101,7 @@ def _existing_run(config: Config) -> tuple[dict[str, Any] | None, str]:
         return None, f"it holds no {CHECKPOINT_NAME} (files: {sorted(p.name for p in run.iterdir())[:5]})"
     state = load_checkpoint(ckpt)
     stored = Config.from_dict(state["config"], source=f"{ckpt} (stored config)", stored=True).to_dict()
-    differing = _differing_keys(stored, config.to_dict())
+    differing = [d for d in _differing_keys(stored, config.to_dict()) if not _scoring_only(d, config)]
     if differing:
         return None, f"its checkpoint was trained with a different config ({'; '.join(differing)})"
     if int(state["step"]) != config.train.steps or not summary_path.is_file():

@@ -370,7 +370,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                 pipe = Pipeline(model, image_size=dc.image_size, channels=dc.channels, score=config.score,
                                 resize_mode=dc.resize_mode, device=device)
                 if ensure_normal_stats(pipe, splits.train):  # from training images: the held-out stay independent
-                    state["normal_stats"] = pipe.normal_stats
+                    state["normal_stats"] = pipe.normal_stats_record()
                 state["thresholds"] = thresholds_from_normal(pipe.score_dataset(splits.holdout),
                                                              quantile=config.score.threshold_quantile)
                 model.train()

@@ -263,9 +263,10 @@ class Pipeline:
         ``{"image": float, "pixel": float}`` from held-out normal images (see :func:`thresholds_from_normal`).
     normalize, normalize_target : str, float
         Per-image intensity normalisation applied by :meth:`load` (as ``data.normalize``).
-    normal_stats : (S, H, W) tensor, optional
-        Mean smoothed residual level of normal images per scale of ``score.scales`` (:meth:`fit_normal_stats`),
-        needed when ``score.level_norm`` is not ``none``.
+    normal_stats : dict, optional
+        ``{"mean": (S, H, W) tensor, "scales": [...], "sigma": float}``: the mean smoothed residual level of
+        normal images per scale, and the scales and smoothing they were fitted with (:meth:`fit_normal_stats`,
+        stored in checkpoints); needed when ``score.level_norm`` is not ``none``.
     """
 
     def __init__(self, model: nn.Module, *, image_size: int, channels: int, score: ScoreConfig,
@@ -280,7 +281,10 @@ class Pipeline:
         self.resize_mode = resize_mode
         self.score_config = score
         self.thresholds = dict(thresholds) if thresholds else {}
-        self.normal_stats = None if normal_stats is None else normal_stats.float().cpu()
+        self.normal_stats: torch.Tensor | None = None
+        self.normal_stats_key: tuple[tuple[int, ...], float] | None = None  # (scales, sigma) they were fitted for
+        if normal_stats is not None:
+            self.set_normal_stats(normal_stats)
         self.config: Config | None = None  # set by from_checkpoint
         self.step: int | None = None
 
@@ -343,9 +347,27 @@ class Pipeline:
                       sigma=self.score_config.sigma)
 
     def has_normal_stats(self) -> bool:
-        """Whether :attr:`normal_stats` is present and matches ``score.scales`` and the image size."""
-        expected = (len(self.score_config.scales), self.image_size, self.image_size)
-        return self.normal_stats is not None and tuple(self.normal_stats.shape) == expected
+        """Whether :attr:`normal_stats` were fitted for the current ``score.scales`` and ``score.sigma``."""
+        sc = self.score_config
+        return self.normal_stats is not None and self.normal_stats_key == (tuple(sc.scales), float(sc.sigma))
+
+    def set_normal_stats(self, stats: dict[str, Any]) -> None:
+        """Adopt statistics in the checkpoint format of :meth:`normal_stats_record`."""
+        missing = [k for k in ("mean", "scales", "sigma") if not isinstance(stats, dict) or k not in stats]
+        if missing:
+            raise ValueError(f"normal_stats must be a dict with 'mean', 'scales' and 'sigma', lacking {missing}")
+        mean, scales = stats["mean"].float().cpu(), tuple(int(s) for s in stats["scales"])
+        if tuple(mean.shape) != (len(scales), self.image_size, self.image_size):
+            raise ValueError(f"normal_stats['mean'] must have shape ({len(scales)}, {self.image_size}, "
+                             f"{self.image_size}) for scales {list(scales)}, got {tuple(mean.shape)}")
+        self.normal_stats, self.normal_stats_key = mean, (scales, float(stats["sigma"]))
+
+    def normal_stats_record(self) -> dict[str, Any]:
+        """The fitted statistics as a checkpoint entry: ``{"mean", "scales", "sigma"}``."""
+        if self.normal_stats is None or self.normal_stats_key is None:
+            raise ValueError("no normal statistics fitted; call fit_normal_stats first")
+        return {"mean": self.normal_stats, "scales": list(self.normal_stats_key[0]),
+                "sigma": self.normal_stats_key[1]}
 
     @torch.no_grad()
     def fit_normal_stats(self, dataset: Dataset) -> torch.Tensor:
@@ -361,7 +383,8 @@ class Pipeline:
             levels = self._levels(x, self.model(x)).float().sum(dim=0)  # (S, H, W)
             total = levels if total is None else total + levels
             count += x.shape[0]
-        self.normal_stats = (total / count).cpu()
+        sc = self.score_config
+        self.normal_stats, self.normal_stats_key = (total / count).cpu(), (tuple(sc.scales), float(sc.sigma))
         return self.normal_stats
 
     def score_dataset(self, dataset: Dataset, *, progress: bool = False) -> ScoredSet:
