@@ -1,6 +1,6 @@
 """``manifold-ae`` command line: one sub-command per job, each implemented by ``main(argv)`` in its module.
 
-    manifold-ae verify          numerical verification of the claims T1-T9 (docs/theory.md)
+    manifold-ae verify          numerical verification of the claims T1-T10 (docs/theory.md)
     manifold-ae make-synthetic  write the built-in synthetic image dataset (MVTec layout)
     manifold-ae check-data      read every image and mask of a config's datasets, listing every problem
     manifold-ae train           train the image model (also: torchrun -m manifold_ae.commands.train)
@@ -20,7 +20,7 @@ import sys
 from manifold_ae.files import OutputError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "verify": ("manifold_ae.claims.runner", "verify the theory's claims numerically (T1-T9)"),
+    "verify": ("manifold_ae.claims.runner", "verify the theory's claims numerically (T1-T10)"),
     "make-synthetic": ("manifold_ae.images.data.synthetic", "write the built-in synthetic dataset"),
     "check-data": ("manifold_ae.commands.check_data", "read every image and mask of a config's datasets"),
     "train": ("manifold_ae.commands.train", "train the image model on a dataset"),
