@@ -69,7 +69,7 @@ class Check:
 
 @dataclasses.dataclass
 class ClaimResult:
-    """Result of one claim (T1..T9): checks with verdicts, extra numbers, figure paths, wall time."""
+    """Result of one claim (T1..T10): checks with verdicts, extra numbers, figure paths, wall time."""
 
     claim: str                      # "T3"
     title: str                      # one line statement

@@ -32,7 +32,7 @@ def _verify(out: Path, *, full: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``manifold-ae demo [--full] [--skip-verify] [--out DIR] [--section.key=value ...]``."""
     p = argparse.ArgumentParser(prog="manifold-ae demo", allow_abbrev=False,
-                                description="The main job: verify the claims (T1-T9), then train and evaluate the "
+                                description="The main job: verify the claims (T1-T10), then train and evaluate the "
                                             "paper's model on the built-in synthetic data.")
     p.add_argument("--full", action="store_true", help="full verify suite and a longer image run (3 categories)")
     p.add_argument("--skip-verify", action="store_true", help="only the image half")
