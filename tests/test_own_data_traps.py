@@ -126,6 +126,32 @@ def test_thresholds_from_three_normals_warn(runs):
     assert thr["image"] == pytest.approx(np.quantile([1.0, 2.0, 3.0], 0.99)) and thr["k_largest"] == 2
 
 
+def test_fpr_bound_threshold_is_the_lowest_order_statistic_with_the_confidence():
+    """The k-th largest of n normal scores bounds the FPR by alpha with probability Beta(k, n-k+1).cdf(alpha);
+    the rule picks the largest such k, checked against scipy's Beta and a Monte Carlo of uniform scores."""
+    from manifold_ae.anomaly.metrics import fpr_bound_rank, threshold_with_fpr_bound
+
+    for n, alpha, conf in ((120, 0.02, 0.9), (60, 0.02, 0.9), (500, 0.02, 0.9), (300, 0.05, 0.95)):
+        k, prob = fpr_bound_rank(n, fpr=alpha, confidence=conf)
+        assert prob == pytest.approx(stats.beta.cdf(alpha, k, n - k + 1), rel=1e-9)
+        if prob >= conf and k < n:  # the next order statistic down would not reach the confidence
+            assert stats.beta.cdf(alpha, k + 1, n - k) < conf
+    assert fpr_bound_rank(120, fpr=0.02, confidence=0.9)[0] == 1  # 1 - 0.98^120 = 0.912
+    assert fpr_bound_rank(60, fpr=0.02, confidence=0.9) == (1, pytest.approx(1 - 0.98 ** 60))  # short of 0.9
+    rng = np.random.default_rng(1)
+    u = rng.random((20000, 500))  # uniform normal scores: the true FPR of a threshold t is 1 - t
+    k, prob = fpr_bound_rank(500, fpr=0.02, confidence=0.9)
+    thr = -np.sort(-u, axis=1)[:, k - 1]
+    assert float(np.mean(1 - thr <= 0.02)) == pytest.approx(prob, abs=0.01)
+    t, k2, _ = threshold_with_fpr_bound([0.3, 0.9, 0.1, 0.5], fpr=0.4, confidence=0.5)
+    assert t == sorted([0.3, 0.9, 0.1, 0.5])[::-1][k2 - 1]
+    scored = ScoredSet(torch.zeros(60, 4, 4), torch.arange(60.0), ["x"] * 60)
+    with pytest.warns(UserWarning, match=r"60 held-out normal images cannot bound .* = 0\.702; that needs at "
+                                         r"least 114 held-out"):
+        thr = thresholds_from_normal(scored, quantile=0.99, fpr=0.02, confidence=0.9)
+    assert thr["image"] == 59.0 and thr["rule"] == "fpr_bound" and thr["images_needed"] == 114
+
+
 def test_predict_says_why_there_is_no_decision(runs, tmp_path, capsys):
     root = runs["masked_data"]
     run = tmp_path / "nohold"

@@ -15,7 +15,7 @@ from scipy import ndimage
 from manifold_ae.checks import check_choice, check_fraction
 
 __all__ = ["auroc", "roc_curve", "average_precision", "f1_max", "pro_curve", "aupro", "threshold_from_normal",
-           "pixel_metrics", "image_metrics"]
+           "fpr_bound_rank", "threshold_with_fpr_bound", "pixel_metrics", "image_metrics"]
 
 
 # ---------------------------------------------------------------------------- input handling
@@ -204,6 +204,38 @@ def threshold_from_normal(scores: Any, *, quantile: float = 0.99) -> float:
     """
     q = check_fraction(quantile, "quantile")
     return float(np.quantile(_scores(scores, "scores"), q))
+
+
+def fpr_bound_rank(n: int, *, fpr: float, confidence: float) -> tuple[int, float]:
+    """Which order statistic of ``n`` normal scores bounds the false-positive rate by ``fpr`` with ``confidence``.
+
+    For continuous, exchangeable scores the false-positive rate of a threshold at the ``k``-th largest of ``n``
+    normal scores is Beta(k, n − k + 1)-distributed, so ``P(FPR <= fpr) = P(Binomial(n, fpr) >= k)``. The
+    returned ``k`` is the largest (the lowest threshold) with that probability at least ``confidence``; when
+    even ``k = 1`` (the maximum) falls short, ``k = 1`` and its smaller probability are returned.
+
+    Returns
+    -------
+    (k, P(FPR <= fpr) at that k)
+    """
+    from scipy.stats import binom
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive number of normal scores, got {n!r}")
+    fpr = check_fraction(fpr, "fpr", low_inclusive=False, high_inclusive=False)
+    confidence = check_fraction(confidence, "confidence", low_inclusive=False, high_inclusive=False)
+    k = np.arange(1, n + 1)
+    prob = binom.sf(k - 1, n, fpr)  # P(Binomial(n, fpr) >= k), decreasing in k
+    ok = np.nonzero(prob >= confidence)[0]
+    best = int(ok[-1]) if ok.size else 0
+    return best + 1, float(prob[best])
+
+
+def threshold_with_fpr_bound(scores: Any, *, fpr: float, confidence: float) -> tuple[float, int, float]:
+    """The ``k``-th largest normal score of :func:`fpr_bound_rank`: ``(threshold, k, P(FPR <= fpr))``."""
+    s = np.sort(_scores(scores, "scores"))[::-1]
+    k, prob = fpr_bound_rank(int(s.size), fpr=fpr, confidence=confidence)
+    return float(s[k - 1]), k, prob
 
 
 def _at_threshold(y: np.ndarray, s: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:

@@ -40,7 +40,8 @@ from typing import Any, Sequence
 import torch
 
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, load_config
-from manifold_ae.commands.evaluate import TABLE_COLUMNS, metrics_for, percent_cell, score_splits
+from manifold_ae.commands.evaluate import (TABLE_COLUMNS, metrics_for, percent_cell, score_description, score_splits,
+                                          threshold_description)
 from manifold_ae.images.pipeline import Pipeline, build_datasets, load_checkpoint
 from manifold_ae.files import write_json, write_text
 
@@ -241,9 +242,8 @@ def _protocol(config: Config, n_components: int) -> dict[str, Any]:
     return {"image_size": dc.image_size, "channels": dc.channels, "resize_mode": dc.resize_mode,
             "split": f"split_seed {dc.split_seed}, test_normal_fraction {dc.test_normal_fraction}, "
                      f"holdout_fraction {dc.holdout_fraction}",
-            "score": f"{sc.reduction}{f' (top {sc.topk})' if sc.reduction == 'topk' else ''} of the residual "
-                     f"map smoothed with a Gaussian (sigma = {sc.sigma} px), identical for every method",
-            "thresholds": f"quantile {sc.threshold_quantile} of the held-out normal training images; "
+            "score": f"{score_description(sc)}, identical for every method",
+            "thresholds": f"{threshold_description(sc)} of the held-out normal training images; "
                           "nothing chosen on the test set",
             "budget": f"networks: batch {config.train.batch_size} x {config.train.steps} steps each; "
                       f"PCA: k = {n_components}"}

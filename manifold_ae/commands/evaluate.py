@@ -31,7 +31,7 @@ __all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", 
 #: config keys ``evaluate`` may override (the rest must match training, or the held-out split would move)
 EVALUATE_KEYS = frozenset({"data.root", "data.num_workers", "score.sigma", "score.reduction", "score.topk",
                            "score.threshold_quantile", "score.batch_size", "score.scales", "score.level_norm",
-                           "score.stats_images"})
+                           "score.stats_images", "score.threshold_fpr", "score.threshold_confidence"})
 
 TABLE_COLUMNS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO@0.3"),
                  ("pixel_ap", "pixel AP"), ("image_f1", "image F1 @thr"), ("pixel_f1_max", "pixel F1-max"))
@@ -82,9 +82,29 @@ def score_splits(pipe: Pipeline, splits: Any, config: Config, *, progress: bool 
     ensure_normal_stats(pipe, splits.train)  # a score override of scales or level_norm: fitted on training images
     if splits.holdout is not None:
         thresholds = thresholds_from_normal(pipe.score_dataset(splits.holdout, progress=progress),
-                                            quantile=config.score.threshold_quantile)
+                                            quantile=config.score.threshold_quantile,
+                                            fpr=config.score.threshold_fpr,
+                                            confidence=config.score.threshold_confidence)
     scored = pipe.score_dataset(splits.test, progress=progress)
     return scored, thresholds, metrics_for(scored, thresholds=thresholds)
+
+
+def score_description(sc: Any) -> str:
+    """The image score of a ``ScoreConfig`` in words (for metrics.json's protocol and compare's)."""
+    reduce = f"{sc.reduction}{f' (top {sc.topk})' if sc.reduction == 'topk' else ''}"
+    if tuple(sc.scales) == (1,) and sc.level_norm == "none":
+        return f"{reduce} of the residual map smoothed with a Gaussian (sigma = {sc.sigma} px)"
+    return (f"{reduce} of the pixelwise maximum over residuals at scales {list(sc.scales)} (s x s local means), "
+            f"each smoothed with a Gaussian (sigma = {sc.sigma} px) and normalised by '{sc.level_norm}' statistics of "
+            f"{sc.stats_images} normal training images")
+
+
+def threshold_description(sc: Any) -> str:
+    """The image-threshold rule of a ``ScoreConfig`` in words."""
+    if sc.threshold_fpr > 0:
+        return (f"image: the lowest score with P(FPR <= {sc.threshold_fpr}) >= {sc.threshold_confidence} "
+                f"(order statistic), pixel: quantile {sc.threshold_quantile}")
+    return f"quantile {sc.threshold_quantile}"
 
 
 def percent_cell(value: Any) -> str:
@@ -180,9 +200,8 @@ def evaluate(checkpoint: str | Path, *, out_dir: str | Path, overrides: Sequence
                            "resize": f"{config.data.resize_mode} to image_size x image_size (antialiased bilinear); masks "
                                      "binarised in their own encoding at file resolution (docs/data.md), then "
                                      "nearest-neighbour",
-                           "score": f"{config.score.reduction} of the residual map smoothed with a Gaussian "
-                                    f"(sigma = {config.score.sigma} px)",
-                           "thresholds": f"quantile {config.score.threshold_quantile} of held-out normal "
+                           "score": score_description(config.score),
+                           "thresholds": f"{threshold_description(config.score)} of held-out normal "
                                          f"training images (holdout_fraction = {config.data.holdout_fraction}, "
                                          f"split_seed = {config.data.split_seed}); nothing chosen on the test set",
                            "test_set": "held-out normal images + synthetic defects (manifold_ae.images.validation)"

@@ -117,7 +117,7 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
     no stored threshold ``anomalous`` is null and ``no_decision`` says why; a threshold from fewer held-out
     images than its quantile needs is stated in ``threshold_warning`` (``pipeline.threshold_support``).
     """
-    from manifold_ae.images.pipeline import threshold_support
+    from manifold_ae.images.pipeline import fpr_bound_warning, threshold_support
 
     pipe = Pipeline.from_checkpoint(checkpoint, device=device)
     if backend not in ("torch", "onnxruntime"):
@@ -141,7 +141,11 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
     images: list[dict[str, Any]] = []
     reason = no_decision_reason(pipe)
     warning = None
-    if thresholds and thresholds.get("num_images") and thresholds.get("quantile") is not None:
+    if thresholds and thresholds.get("rule") == "fpr_bound":
+        warning = fpr_bound_warning(int(thresholds["num_images"]), fpr=float(thresholds["fpr"]),
+                                    confidence=float(thresholds["requested_confidence"]),
+                                    achieved=float(thresholds["confidence"]), needed=int(thresholds["images_needed"]))
+    elif thresholds and thresholds.get("num_images") and thresholds.get("quantile") is not None:
         warning = threshold_support(int(thresholds["num_images"]), quantile=float(thresholds["quantile"]))["warning"]
     if readable:
         scored = pipe.score_paths(readable)

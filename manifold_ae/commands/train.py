@@ -372,7 +372,9 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                 if ensure_normal_stats(pipe, splits.train):  # from training images: the held-out stay independent
                     state["normal_stats"] = pipe.normal_stats_record()
                 state["thresholds"] = thresholds_from_normal(pipe.score_dataset(splits.holdout),
-                                                             quantile=config.score.threshold_quantile)
+                                                             quantile=config.score.threshold_quantile,
+                                                             fpr=config.score.threshold_fpr,
+                                                             confidence=config.score.threshold_confidence)
                 model.train()
             save_checkpoint(state, out_dir / CHECKPOINT_NAME)
         if ctx.enabled:

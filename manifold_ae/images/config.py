@@ -251,6 +251,9 @@ class ScoreConfig:
     ``pixel`` (over the per-pixel normal mean shrunk halfway to the level's mean). The normal statistics come
     from the first ``stats_images`` normal *training* images (so the held-out images stay independent for the
     thresholds) and are stored in the checkpoint.
+    ``threshold_fpr`` > 0 replaces the image threshold's quantile by a bound: the lowest held-out score at which
+    the false-positive rate is at most ``threshold_fpr`` with probability ``threshold_confidence``
+    (distribution-free, ``images.pipeline.thresholds_from_normal``); 0 keeps the quantile.
     """
 
     sigma: float = 2.0
@@ -261,6 +264,8 @@ class ScoreConfig:
     scales: tuple[int, ...] = (1,)
     level_norm: str = "none"
     stats_images: int = 64
+    threshold_fpr: float = 0.0
+    threshold_confidence: float = 0.9
 
     def __post_init__(self) -> None:
         from manifold_ae.anomaly.scoring import LEVEL_NORMS
@@ -269,6 +274,9 @@ class ScoreConfig:
         check_choice(self.reduction, "score.reduction", ("max", "topk"))
         check_choice(self.level_norm, "score.level_norm", LEVEL_NORMS)
         check_int(self.stats_images, "score.stats_images", minimum=1)
+        check_fraction(self.threshold_fpr, "score.threshold_fpr", high_inclusive=False)
+        check_fraction(self.threshold_confidence, "score.threshold_confidence", low_inclusive=False,
+                       high_inclusive=False)
         if not self.scales or len(set(self.scales)) != len(self.scales):
             raise ValueError(f"score.scales must be a non-empty list of distinct ints >= 1, got {self.scales!r}")
         for i, s in enumerate(self.scales):

@@ -24,7 +24,7 @@ from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, Model
 from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
-           "Pipeline", "ensure_normal_stats", "thresholds_from_normal", "threshold_support", "load_checkpoint", "resolve_device",
+           "Pipeline", "ensure_normal_stats", "thresholds_from_normal", "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device",
            "data_label"]
 
 
@@ -438,24 +438,51 @@ def ensure_normal_stats(pipe: Pipeline, train: Dataset | None) -> bool:
     return True
 
 
-def thresholds_from_normal(scored: ScoredSet, *, quantile: float) -> dict[str, Any]:
-    """Image and pixel thresholds: the ``quantile`` of normal images' scores and of their heat-map pixels.
+def thresholds_from_normal(scored: ScoredSet, *, quantile: float, fpr: float = 0.0,
+                           confidence: float = 0.9) -> dict[str, Any]:
+    """Image and pixel thresholds from held-out normal images' scores and heat-map pixels.
 
-    Only ever called on held-out *normal training* images, never on the test set.
-    A held-out set too small for the quantile (:func:`threshold_support`) gives a warning saying what rate it
-    supports, how many images the quantile needs and how confident the false-positive rate bound is.
+    Only ever called on held-out *normal training* images, never on the test set. Pixel threshold: the
+    ``quantile`` of the pixels. Image threshold:
+
+    * ``fpr = 0`` (rule ``quantile``): the ``quantile`` of the image scores. A held-out set too small for it
+      (:func:`threshold_support`) gives a warning saying what rate it supports, how many images it needs and how
+      confident the false-positive rate bound is.
+    * ``fpr > 0`` (rule ``fpr_bound``): the lowest order statistic whose false-positive rate on images like the
+      held-out ones is at most ``fpr`` with probability ``confidence`` (``anomaly.metrics.fpr_bound_rank``,
+      distribution-free). Too few images for that confidence give the maximum and a warning with the confidence
+      it has and the number of images needed.
     """
-    from manifold_ae.anomaly.metrics import threshold_from_normal
+    from manifold_ae.anomaly.metrics import threshold_from_normal, threshold_with_fpr_bound
 
     n = int(scored.scores.numel())
-    support = threshold_support(n, quantile=quantile)
-    if support["warning"]:
-        warnings.warn(support["warning"], stacklevel=2)
-    return {"image": threshold_from_normal(scored.scores, quantile=quantile),
-            "pixel": threshold_from_normal(scored.heatmaps.flatten(), quantile=quantile),
-            "quantile": float(quantile), "num_images": n, "supported_fpr": support["supported_fpr"],
-            "images_needed": support["images_needed"], "k_largest": support["k_largest"],
-            "confidence": support["confidence"]}
+    pixel = threshold_from_normal(scored.heatmaps.flatten(), quantile=quantile)
+    if fpr <= 0:
+        support = threshold_support(n, quantile=quantile)
+        if support["warning"]:
+            warnings.warn(support["warning"], stacklevel=2)
+        return {"image": threshold_from_normal(scored.scores, quantile=quantile), "pixel": pixel, "rule": "quantile",
+                "quantile": float(quantile), "num_images": n, "supported_fpr": support["supported_fpr"],
+                "images_needed": support["images_needed"], "k_largest": support["k_largest"],
+                "confidence": support["confidence"]}
+    image, k, prob = threshold_with_fpr_bound(scored.scores, fpr=fpr, confidence=confidence)
+    needed = math.ceil(math.log1p(-confidence) / math.log1p(-fpr) - 1e-9)  # the max reaches it from here on
+    warning = fpr_bound_warning(n, fpr=fpr, confidence=confidence, achieved=prob, needed=needed)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    return {"image": image, "pixel": pixel, "rule": "fpr_bound", "quantile": float(quantile), "fpr": float(fpr),
+            "requested_confidence": float(confidence), "confidence": prob, "k_largest": k, "num_images": n,
+            "supported_fpr": 1.0 / n, "images_needed": needed}
+
+
+def fpr_bound_warning(n: int, *, fpr: float, confidence: float, achieved: float, needed: int) -> str | None:
+    """The warning of an ``fpr_bound`` image threshold whose held-out set is too small, or None."""
+    if achieved >= confidence:
+        return None
+    return (f"{n} held-out normal images cannot bound the image false-positive rate by {fpr:.3g} with confidence "
+            f"{confidence:.3g} (score.threshold_fpr, score.threshold_confidence): even their largest score gives "
+            f"P(FPR <= {fpr:.3g}) = {achieved:.3g}; that needs at least {needed} held-out normal images (raise "
+            "data.holdout_fraction or add normal images)")
 
 
 def threshold_support(n: int, *, quantile: float) -> dict[str, Any]:

@@ -111,11 +111,13 @@ def _metrics_table(category: str, metrics: Mapping[str, Mapping[str, Any]],
     return '<table id="metrics">' + "".join(rows) + "</table>"
 
 
-def _thresholds_section(thresholds: Mapping[str, float] | None, protocol: Mapping[str, Any]) -> str:
+def _thresholds_section(thresholds: Mapping[str, Any] | None, protocol: Mapping[str, Any]) -> str:
     origin = html.escape(str(protocol.get("thresholds", "")))
     if not thresholds:
         return f'<p id="thresholds">No thresholds: none were set for this evaluation. <span class="note">{origin}</span></p>'
     rows = "".join(f'<tr><td class="name">{html.escape(k)}</td><td data-value="{float(v)!r}">{float(v):.6g}</td></tr>'
+                   if isinstance(v, (int, float)) else
+                   f'<tr><td class="name">{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>'
                    for k, v in thresholds.items())
     return (f'<table id="thresholds"><tr><th>key</th><th>value</th></tr>{rows}</table>'
             f'<p class="note">Where they came from: {origin}</p>')
