@@ -10,6 +10,9 @@ each circle has radius R = A N/√2 (Parseval, 2k ≢ 0 mod N). Hence (docs/theo
   |x̂_{k_j}|;                                                                                          (I.6)
 - reach: R for one orientation (a circle), R/√2 for J >= 2: any p, q on different circles have ⟨p, q⟩ = 0, so
   ‖p − q‖ = √2 R and q − p is normal at both ends (a bottleneck of half-length R/√2 < R).             (I.7)
+- Bayes denoiser: every point has norm R, so under x = p + σε with p uniform on the J circles the posterior of the
+  phase on circle j is von Mises with κ_j = R ρ_j / σ² (ρ_j = the length of x's coordinates in circle j's
+  plane), and r*(x) = Σ_j I₁(κ_j) π_j(x) / Σ_i I₀(κ_i), with π_j the nearest point of circle j.          (I.8)
 
 The single parameter θ ∈ [0, 2πJ) concatenates the circles: orientation j = ⌊θ/2π⌋, phase φ = θ − 2πj.
 """
@@ -99,6 +102,34 @@ class GratingManifold(PixelManifold):
         # φ within an ulp of 2π can round θ onto circle j + 1: such φ is the point φ = 0 of circle j
         theta = torch.where(self._orientation_phase(theta[:, None])[0] == j, theta, _TWO_PI * j.to(theta.dtype))
         return point, theta[:, None]
+
+    def posterior_mean(self, x, *, sigma: float) -> torch.Tensor:
+        """r*(x) = E[p | x] for x = p + σ ε with p uniform (in θ, i.e. in arc length) on the J circles (I.8).
+
+        Closed form: per circle a von Mises posterior of the phase with κ_j = R ρ_j / σ², whose mean point is
+        (I₁/I₀)(κ_j) π_j(x); the circles are weighted by I₀(κ_j) (scaled Bessel functions, overflow-free).
+
+        Parameters
+        ----------
+        x : (..., n) array-like
+        sigma : float > 0
+
+        Returns
+        -------
+        (..., n) tensor
+        """
+        sigma = check_positive(sigma, "sigma")
+        xf, lead = self._flat(x, "x")
+        scale = math.sqrt(2) / self.size                                   # ‖cos ψ_j‖ = ‖sin ψ_j‖ = N/√2
+        uv = self._plane(xf) * scale                                       # (B, J, 2) orthonormal plane coordinates
+        rho = uv.norm(dim=-1)                                              # (B, J)
+        kappa = self.radius * rho / sigma ** 2
+        log_i0 = torch.log(torch.special.i0e(kappa)) + kappa               # log I₀(κ_j)
+        weight = torch.softmax(log_i0, dim=-1) * (torch.special.i1e(kappa) / torch.special.i0e(kappa))
+        unit = uv / rho.clamp_min(torch.finfo(uv.dtype).tiny)[..., None]   # (B, J, 2); weight 0 where ρ = 0
+        nearest = self.amplitude * (unit[..., :1] * self._cos + unit[..., 1:] * self._sin)   # (B, J, n): π_j(x)
+        out = (weight[..., None] * nearest).sum(dim=1)                     # (B, n)
+        return out.reshape(*lead, self.ambient_dim).to(self.dtype)
 
     def _orientation_phase(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta = torch.remainder(params[:, 0], _TWO_PI * len(self.wavevectors))
