@@ -48,10 +48,10 @@ def test_in_painting_measures_of_the_identity_and_of_pi_s_are_their_closed_forms
 
     table = image_tasks.inpainting_measures(M, {"pi_s": masked}, test_set)
     assert table["identity"]["iota"] == pytest.approx(1.0, abs=1e-15)
-    assert table["identity"]["outside"] == 0.0
+    assert table["identity"]["outside"] == 0.0 and table["identity"]["outside_far"] == 0.0
     assert table["identity"]["q"] >= 1.0                       # π is the nearest point of M to x̂
     assert table["pi_s"]["iota"] == 0.0 and table["pi_s"]["q"] == 0.0
-    assert table["pi_s"]["outside"] < 1e-9                     # π_S(x̂) = x: equal to x̂ outside the rectangle
+    assert table["pi_s"]["outside"] < 1e-9 and table["pi_s"]["outside_far"] < 1e-9  # π_S(x̂) = x outside the rectangle
     assert table["references"]["pi_s_to_clean"] < 1e-9         # the kept pixels fix the shift
     # π's in-painting ratio from its definition, computed here
     pi = M.project(test_set.x_hat)
@@ -124,3 +124,16 @@ def test_inpainter_objective_is_checked(M):
     with pytest.raises(ValueError, match="objective"):
         image_tasks.train_unet_inpainter(M, objective="denoising", width=2, steps=1, batch_size=2, num_train=2,
                                          seed=0)
+
+
+def test_dilate_periodic_by_hand():
+    from manifold_ae.toys.image_tasks import dilate_periodic
+
+    mask = torch.zeros(1, 36)
+    mask[0, 0] = 1.0  # pixel (0, 0) of a 6x6 grid: its 5x5 periodic neighbourhood is rows/cols {4, 5, 0, 1, 2}
+    grown = dilate_periodic(mask, size=6, radius=2).reshape(6, 6)
+    expected = torch.zeros(6, 6)
+    for r in (4, 5, 0, 1, 2):
+        for c in (4, 5, 0, 1, 2):
+            expected[r, c] = 1.0
+    assert torch.equal(grown, expected)

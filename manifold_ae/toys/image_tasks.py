@@ -31,7 +31,7 @@ from manifold_ae.toys.measures import rms
 __all__ = ["IMAGE_SIZE", "TEMPLATE_BANDWIDTH", "TEMPLATE_SEED", "PATCH_SIDES", "BANK_SIZE", "image_manifolds",
            "exactness", "oracle_gaps", "DenoiserFit", "train_unet_dae", "denoiser_gaps", "trained_once",
            "patch_bank", "patch_corruption", "InpainterFit", "train_unet_inpainter", "CorruptedImages",
-           "corrupted_images", "image_map", "projection_map", "band_pass_map", "support_size", "pca_map",
+           "corrupted_images", "dilate_periodic", "image_map", "projection_map", "band_pass_map", "support_size", "pca_map",
            "inpainting_measures", "anomaly_aurocs"]
 
 IMAGE_SIZE = 16          # N: n = 256 pixels
@@ -225,6 +225,13 @@ def corrupted_images(M: Manifold, *, bank: torch.Tensor, num: int, seed: int,
     return CorruptedImages(x, x_hat.reshape(num, -1), mask.reshape(num, -1), content.reshape(num, -1), a)
 
 
+def dilate_periodic(mask: torch.Tensor, *, size: int, radius: int) -> torch.Tensor:
+    """Masks (B, n) of N×N images dilated by a (2 radius + 1)² square on the periodic grid: (B, n) in {0, 1}."""
+    images = mask.reshape(-1, 1, size, size)
+    padded = torch.nn.functional.pad(images, (radius,) * 4, mode="circular")
+    return torch.nn.functional.max_pool2d(padded, 2 * radius + 1, stride=1).reshape(mask.shape)
+
+
 def image_map(model: torch.nn.Module, size: int) -> PointMap:
     """A float32 image model as a map on float64 points (B, n) -> (B, n), without gradients."""
     def f(x: torch.Tensor) -> torch.Tensor:
@@ -262,18 +269,21 @@ def inpainting_measures(M: TranslationManifold, maps: dict[str, PointMap],
     """q, ι and e of every map on the corrupted test images, plus the identity and π as references (T9 item 5).
 
     q = RMS ‖f − π_S‖ / RMS ‖f − π‖, ι = RMS ‖f − π_S‖ / RMS ‖x̂ − π_S‖,
-    e = RMS ‖(1 − m)(f − x̂)‖ / RMS ‖(1 − m) x̂‖, with π_S by ``masked_project`` with the true mask and π by
+    e = RMS ‖(1 − m)(f − x̂)‖ / RMS ‖(1 − m) x̂‖ (``outside``) and the same on the clean pixels farther than 2 px
+    from the mask (``outside_far``, :func:`dilate_periodic`), with π_S by ``masked_project`` with the true mask and π by
     ``project``. π's own q (a division by zero) is left out. Also ``rms_pi_minus_pi_s``, ``rms_x_hat_minus_pi_s``
     and ``pi_s_to_clean`` (RMS ‖π_S − x‖ / RMS ‖x̂ − x‖: 0 when the kept pixels fix the shift).
     """
     x_hat, keep = test.x_hat, 1 - test.mask
+    far = 1 - dilate_periodic(test.mask, size=M.size, radius=2)                        # clean, > 2 px from m
     pi_s = M.masked_project(x_hat, test.mask).point                                    # (B, n)
     pi = M.project(x_hat)
     scale = rms(x_hat - pi_s)
     outputs = {"identity": x_hat, **{name: f(x_hat) for name, f in maps.items()}, "projection": pi}
     out: dict[str, dict[str, float]] = {}
     for name, y in outputs.items():
-        row = {"iota": rms(y - pi_s) / scale, "outside": rms(keep * (y - x_hat)) / rms(keep * x_hat)}
+        row = {"iota": rms(y - pi_s) / scale, "outside": rms(keep * (y - x_hat)) / rms(keep * x_hat),
+               "outside_far": rms(far * (y - x_hat)) / rms(far * x_hat)}
         if name != "projection":
             row = {"q": rms(y - pi_s) / rms(y - pi), **row}
         out[name] = row
