@@ -85,6 +85,28 @@ def test_exported_heatmaps_and_decisions_equal_the_pipeline(tmp_path, channels, 
     assert 0 < int((ref.scores >= thr["image"]).sum()) < 7  # the decision is not trivially all-equal
 
 
+@pytest.mark.parametrize("level_norm", ["level", "pixel"])
+def test_multi_scale_normalised_heatmaps_export_with_their_normal_statistics(tmp_path, level_norm):
+    """A pyramid score (scales 1, 2, 4) normalised by normal statistics: the graph carries the statistics and
+    matches the eager pipeline; without statistics the export is refused."""
+    import dataclasses
+
+    torch.set_num_threads(1)
+    pipe = make_pipeline(channels=1, resize_mode="stretch", normalize="none", reduction="topk", seed=4)
+    pipe.score_config = dataclasses.replace(pipe.score_config, scales=(1, 2, 4), level_norm=level_norm)
+    with pytest.raises(ExportError, match="needs the checkpoint's normal statistics"):
+        export_onnx(pipe, tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    paths = write_images(tmp_path, n=6, channels=1, seed=2)
+    pipe.fit_normal_stats([{"image": pipe.load([p])[0]} for p in paths[:4]])
+    ref = pipe.score_paths(paths)
+    meta = export_onnx(pipe, tmp_path / "export")
+    assert meta["score"]["scales"] == [1, 2, 4] and meta["score"]["level_norm"] == level_norm
+    onnx = OnnxPipeline(pipe, tmp_path / "export").score_paths(paths)
+    assert float((onnx.heatmaps - ref.heatmaps).abs().max()) <= 1e-4 * float(ref.heatmaps.abs().max())
+    assert float((onnx.scores - ref.scores).abs().max()) <= 1e-4 * float(ref.scores.abs().max())
+
+
 def test_heatmap_is_the_reflect_padded_gaussian_of_the_residual_computed_here(tmp_path):
     """The graph's heat map against scipy.ndimage.gaussian_filter of the graph's own reconstruction residual."""
     from scipy.ndimage import gaussian_filter

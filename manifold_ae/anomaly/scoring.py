@@ -53,8 +53,9 @@ def residual_map(x: Any, x_hat: Any) -> torch.Tensor:
 def pyramid_residuals(x: Any, x_hat: Any, *, scales: tuple[int, ...]) -> torch.Tensor:
     """Residuals compared at several resolutions: the channel-mean squared difference of the s × s local means.
 
-    For each scale s the images are reduced to (H/s, W/s) by area averaging, their squared difference is taken
-    (:func:`residual_map`) and brought back to (H, W) by bilinear interpolation. Scale 1 is :func:`residual_map`.
+    For each scale s the images are reduced to their s × s block means (a partial block at the border averages
+    what it holds), their squared difference is taken (:func:`residual_map`) and brought back to (H, W) by
+    bilinear interpolation (scale factor s, cropped). Scale 1 is :func:`residual_map`.
     A deviation d spread coherently over a region much larger than s keeps its energy d² at scale s, while
     pixel noise of variance v averages down to v / s²: large faint regions stand out at coarse scales, thin
     defects at fine ones.
@@ -81,9 +82,12 @@ def pyramid_residuals(x: Any, x_hat: Any, *, scales: tuple[int, ...]) -> torch.T
         if s == 1:
             levels.append(residual_map(x, x_hat))
             continue
-        size = (max(1, round(h / s)), max(1, round(w / s)))
-        coarse = residual_map(F.interpolate(x, size=size, mode="area"), F.interpolate(x_hat, size=size, mode="area"))
-        levels.append(F.interpolate(coarse[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0])
+        def local_mean(t: torch.Tensor) -> torch.Tensor:  # s × s blocks; a partial block at the border: its mean
+            return F.avg_pool2d(t, kernel_size=s, stride=s, ceil_mode=True, count_include_pad=False)
+
+        coarse = residual_map(local_mean(x), local_mean(x_hat))[:, None]  # (B, 1, ⌈H/s⌉, ⌈W/s⌉)
+        fine = F.interpolate(coarse, scale_factor=float(s), mode="bilinear", align_corners=False)
+        levels.append(fine[:, 0, :h, :w])
     return torch.stack(levels, dim=1)  # (B, S, H, W)
 
 

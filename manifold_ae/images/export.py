@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from manifold_ae.anomaly.scoring import image_scores, residual_map, smooth
+from manifold_ae.anomaly.scoring import image_scores, residual_map
 from manifold_ae.files import atomic_write, write_json
-from manifold_ae.images.pipeline import Pipeline, Scored
+from manifold_ae.images.pipeline import Pipeline, Scored, heat_maps
 
 __all__ = ["ScoringGraph", "ExportError", "OnnxScorer", "OnnxPipeline", "export_onnx", "metadata", "read_metadata",
            "default_export_dir", "PARITY_ATOL", "OPSET", "ONNX_NAME", "METADATA_NAME", "OUTPUTS"]
@@ -54,12 +54,18 @@ class ScoringGraph(nn.Module):
         super().__init__()
         self.model = pipeline.model
         sc = pipeline.score_config
-        self.sigma, self.reduction = float(sc.sigma), sc.reduction
+        if sc.level_norm != "none" and not pipeline.has_normal_stats():
+            raise ExportError(f"score.level_norm = {sc.level_norm!r} needs the checkpoint's normal statistics for "
+                              f"score.scales = {list(sc.scales)}; none are stored (train the run again, or evaluate "
+                              "it once to fit them)")
+        self.score = sc
+        self.register_buffer("normal_stats", None if pipeline.normal_stats is None else pipeline.normal_stats.clone())
+        self.reduction = sc.reduction
         self.topk = sc.topk if sc.reduction == "topk" else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x_hat = self.model(x)  # (B, C, H, W)
-        heat = smooth(residual_map(x, x_hat), sigma=self.sigma)  # (B, H, W), T8
+        heat = heat_maps(x, x_hat, score=self.score, normal_stats=self.normal_stats)  # (B, H, W), T8
         return x_hat, heat, image_scores(heat, reduction=self.reduction, topk=self.topk)  # (B,)
 
 
@@ -75,7 +81,8 @@ def metadata(pipeline: Pipeline, *, checkpoint: str | None = None) -> dict[str, 
                           "channels": pipeline.channels, "range": [0.0, 1.0], "dtype": "float32",
                           "normalize": pipeline.normalize, "normalize_target": pipeline.normalize_target},
         "score": {"sigma": sc.sigma, "truncate": 4.0, "padding": "reflect", "reduction": sc.reduction,
-                  "topk": sc.topk if sc.reduction == "topk" else None},
+                  "topk": sc.topk if sc.reduction == "topk" else None, "scales": list(sc.scales),
+                  "level_norm": sc.level_norm},
         "thresholds": pipeline.thresholds or None,
         "decision": "anomalous = score >= thresholds.image; anomalous pixel = heatmap >= thresholds.pixel",
     }

@@ -24,7 +24,7 @@ from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, Model
 from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
-           "Pipeline", "ensure_normal_stats", "thresholds_from_normal", "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device",
+           "Pipeline", "heat_maps", "ensure_normal_stats", "thresholds_from_normal", "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device",
            "data_label"]
 
 
@@ -328,16 +328,12 @@ class Pipeline:
         x_hat = self.model(x)  # (B, C, H, W)
         r = residual_map(x, x_hat)  # (B, H, W), T8
         sc = self.score_config
-        if tuple(sc.scales) == (1,) and sc.level_norm == "none":
-            heat = smooth(r, sigma=sc.sigma)  # (B, H, W)
-        else:
-            if sc.level_norm != "none" and not self.has_normal_stats():
-                raise ValueError(f"score.level_norm = {sc.level_norm!r} needs the normal statistics of score.scales = "
-                                 f"{list(sc.scales)}; fit them with Pipeline.fit_normal_stats on normal training "
-                                 "images (train stores them in the checkpoint)")
-            heat = normalise_levels(self._levels(x, x_hat), norm=sc.level_norm,
-                                    normal_mean=None if self.normal_stats is None else
-                                    self.normal_stats.to(x.device))  # (B, H, W)
+        if sc.level_norm != "none" and not self.has_normal_stats():
+            raise ValueError(f"score.level_norm = {sc.level_norm!r} needs the normal statistics of score.scales = "
+                             f"{list(sc.scales)}; fit them with Pipeline.fit_normal_stats on normal training "
+                             "images (train stores them in the checkpoint)")
+        stats = None if self.normal_stats is None else self.normal_stats.to(x.device)
+        heat = heat_maps(x, x_hat, score=sc, normal_stats=stats)  # (B, H, W)
         s = image_scores(heat, reduction=sc.reduction, topk=sc.topk if sc.reduction == "topk" else None)  # (B,)
         return Scored(x.cpu(), x_hat.float().cpu(), r.float().cpu(), heat.float().cpu(), s.float().cpu())
 
@@ -420,6 +416,20 @@ class Pipeline:
             heat.append(out.heatmap)
             scores.append(out.score)
         return ScoredSet(torch.cat(heat), torch.cat(scores), [str(p) for p in paths])
+
+
+def heat_maps(x: torch.Tensor, x_hat: torch.Tensor, *, score: ScoreConfig,
+              normal_stats: torch.Tensor | None = None) -> torch.Tensor:
+    """Heat maps (B, H, W) of inputs and reconstructions (B, C, H, W): the one scoring path (T8).
+
+    ``score.scales == [1]`` with ``level_norm = "none"``: the smoothed residual map. Otherwise the smoothed
+    residual levels of ``anomaly.scoring.pyramid_residuals``, normalised by ``normal_stats`` (S, H, W) as
+    ``score.level_norm`` says (``anomaly.scoring.normalise_levels``), and their pixelwise maximum.
+    """
+    if tuple(score.scales) == (1,) and score.level_norm == "none":
+        return smooth(residual_map(x, x_hat), sigma=score.sigma)
+    levels = smooth(pyramid_residuals(x, x_hat, scales=tuple(score.scales)), sigma=score.sigma)  # (B, S, H, W)
+    return normalise_levels(levels, norm=score.level_norm, normal_mean=normal_stats)
 
 
 def ensure_normal_stats(pipe: Pipeline, train: Dataset | None) -> bool:
