@@ -50,6 +50,11 @@ def residual_map(x: Any, x_hat: Any) -> torch.Tensor:
     return diff.square().mean(dim=1)  # (B, H, W)
 
 
+def _block_means(t: torch.Tensor, s: int) -> torch.Tensor:
+    """Means of the s × s blocks of images (B, C, H, W); a partial block at the border averages what it holds."""
+    return F.avg_pool2d(t, kernel_size=s, stride=s, ceil_mode=True, count_include_pad=False)
+
+
 def pyramid_residuals(x: Any, x_hat: Any, *, scales: tuple[int, ...]) -> torch.Tensor:
     """Residuals compared at several resolutions: the channel-mean squared difference of the s × s local means.
 
@@ -82,10 +87,7 @@ def pyramid_residuals(x: Any, x_hat: Any, *, scales: tuple[int, ...]) -> torch.T
         if s == 1:
             levels.append(residual_map(x, x_hat))
             continue
-        def local_mean(t: torch.Tensor) -> torch.Tensor:  # s × s blocks; a partial block at the border: its mean
-            return F.avg_pool2d(t, kernel_size=s, stride=s, ceil_mode=True, count_include_pad=False)
-
-        coarse = residual_map(local_mean(x), local_mean(x_hat))[:, None]  # (B, 1, ⌈H/s⌉, ⌈W/s⌉)
+        coarse = residual_map(_block_means(x, s), _block_means(x_hat, s))[:, None]  # (B, 1, ⌈H/s⌉, ⌈W/s⌉)
         fine = F.interpolate(coarse, scale_factor=float(s), mode="bilinear", align_corners=False)
         levels.append(fine[:, 0, :h, :w])
     return torch.stack(levels, dim=1)  # (B, S, H, W)

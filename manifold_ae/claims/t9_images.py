@@ -132,7 +132,8 @@ def run(*, fast: bool, out_dir: Path, seed: int = 0) -> ClaimResult:
             "pca": pca_map(ss.train_points, rank=rank)}
     test = corrupted_images(M, bank=ss.bank, num=16 if fast else 64, seed=seed + 22)
     table = inpainting_measures(M, maps, test)
-    far = table if fast else inpainting_measures(M, maps, corrupted_images(M, bank=ss.bank, num=64, seed=seed + 24))
+    far = table if fast else inpainting_measures(M, maps,
+                                                 corrupted_images(M, bank=ss.bank, num=64, seed=seed + 24))
     pca_gap = rms(maps["pca"](test.x_hat) - band_pass_map(M)(test.x_hat)) / rms(test.x_hat)
     numbers["inpainting"] = {**table, "far_from_seam": far, "pca_rank": rank, "pca_minus_band_pass": pca_gap,
                              "mask_fraction": float(test.mask.mean()),

@@ -47,7 +47,8 @@ class ScoringGraph(nn.Module):
     Parameters
     ----------
     pipeline : Pipeline
-        Its model, ``score_config.sigma``, ``reduction`` and ``topk`` are used as they are.
+        Its model, ``score_config`` and normal statistics are used as they are (:func:`~manifold_ae.images.
+        pipeline.heat_maps`).
     """
 
     def __init__(self, pipeline: Pipeline) -> None:
@@ -60,13 +61,12 @@ class ScoringGraph(nn.Module):
                               "it once to fit them)")
         self.score = sc
         self.register_buffer("normal_stats", None if pipeline.normal_stats is None else pipeline.normal_stats.clone())
-        self.reduction = sc.reduction
-        self.topk = sc.topk if sc.reduction == "topk" else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x_hat = self.model(x)  # (B, C, H, W)
         heat = heat_maps(x, x_hat, score=self.score, normal_stats=self.normal_stats)  # (B, H, W), T8
-        return x_hat, heat, image_scores(heat, reduction=self.reduction, topk=self.topk)  # (B,)
+        topk = self.score.topk if self.score.reduction == "topk" else None
+        return x_hat, heat, image_scores(heat, reduction=self.score.reduction, topk=topk)  # (B,)
 
 
 def metadata(pipeline: Pipeline, *, checkpoint: str | None = None) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, Model
 from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
-           "Pipeline", "heat_maps", "ensure_normal_stats", "thresholds_from_normal", "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device",
-           "data_label"]
+           "Pipeline", "heat_maps", "residual_levels", "ensure_normal_stats", "thresholds_from_normal",
+           "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device", "data_label"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -337,11 +337,6 @@ class Pipeline:
         s = image_scores(heat, reduction=sc.reduction, topk=sc.topk if sc.reduction == "topk" else None)  # (B,)
         return Scored(x.cpu(), x_hat.float().cpu(), r.float().cpu(), heat.float().cpu(), s.float().cpu())
 
-    def _levels(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """Smoothed residual levels (B, S, H, W), one per scale of ``score.scales``."""
-        return smooth(pyramid_residuals(x, x_hat, scales=tuple(self.score_config.scales)),
-                      sigma=self.score_config.sigma)
-
     def has_normal_stats(self) -> bool:
         """Whether :attr:`normal_stats` were fitted for the current ``score.scales`` and ``score.sigma``."""
         sc = self.score_config
@@ -376,7 +371,7 @@ class Pipeline:
         for start in range(0, len(dataset), batch):  # type: ignore[arg-type]
             x = torch.stack([dataset[i]["image"] for i in range(start, min(start + batch, len(dataset)))])
             x = x.to(self.device, torch.float32)
-            levels = self._levels(x, self.model(x)).float().sum(dim=0)  # (S, H, W)
+            levels = residual_levels(x, self.model(x), score=self.score_config).float().sum(dim=0)  # (S, H, W)
             total = levels if total is None else total + levels
             count += x.shape[0]
         sc = self.score_config
@@ -428,8 +423,13 @@ def heat_maps(x: torch.Tensor, x_hat: torch.Tensor, *, score: ScoreConfig,
     """
     if tuple(score.scales) == (1,) and score.level_norm == "none":
         return smooth(residual_map(x, x_hat), sigma=score.sigma)
-    levels = smooth(pyramid_residuals(x, x_hat, scales=tuple(score.scales)), sigma=score.sigma)  # (B, S, H, W)
-    return normalise_levels(levels, norm=score.level_norm, normal_mean=normal_stats)
+    return normalise_levels(residual_levels(x, x_hat, score=score), norm=score.level_norm, normal_mean=normal_stats)
+
+
+def residual_levels(x: torch.Tensor, x_hat: torch.Tensor, *, score: ScoreConfig) -> torch.Tensor:
+    """Smoothed residual levels (B, S, H, W), one per scale of ``score.scales`` (what the normal statistics of
+    :meth:`Pipeline.fit_normal_stats` average and :func:`heat_maps` normalises)."""
+    return smooth(pyramid_residuals(x, x_hat, scales=tuple(score.scales)), sigma=score.sigma)
 
 
 def ensure_normal_stats(pipe: Pipeline, train: Dataset | None) -> bool:

@@ -31,7 +31,8 @@ from manifold_ae.toys.measures import rms
 __all__ = ["IMAGE_SIZE", "TEMPLATE_BANDWIDTH", "TEMPLATE_SEED", "PATCH_SIDES", "BANK_SIZE", "image_manifolds",
            "exactness", "oracle_gaps", "DenoiserFit", "train_unet_dae", "denoiser_gaps", "trained_once",
            "patch_bank", "patch_corruption", "InpainterFit", "train_unet_inpainter", "CorruptedImages",
-           "corrupted_images", "dilate_periodic", "image_map", "projection_map", "band_pass_map", "support_size", "pca_map",
+           "corrupted_images", "dilate_periodic", "image_map", "projection_map", "band_pass_map", "support_size",
+           "pca_map",
            "inpainting_measures", "anomaly_aurocs"]
 
 IMAGE_SIZE = 16          # N: n = 256 pixels
@@ -269,9 +270,9 @@ def inpainting_measures(M: TranslationManifold, maps: dict[str, PointMap],
     """q, ι and e of every map on the corrupted test images, plus the identity and π as references (T9 item 5).
 
     q = RMS ‖f − π_S‖ / RMS ‖f − π‖, ι = RMS ‖f − π_S‖ / RMS ‖x̂ − π_S‖,
-    e = RMS ‖(1 − m)(f − x̂)‖ / RMS ‖(1 − m) x̂‖ (``outside``) and the same on the clean pixels farther than 2 px
-    from the mask (``outside_far``, :func:`dilate_periodic`), with π_S by ``masked_project`` with the true mask and π by
-    ``project``. π's own q (a division by zero) is left out. Also ``rms_pi_minus_pi_s``, ``rms_x_hat_minus_pi_s``
+    e = RMS ‖(1 − m)(f − x̂)‖ / RMS ‖(1 − m) x̂‖ (``outside``) and the same on the clean pixels farther than
+    2 px from the mask (``outside_far``, :func:`dilate_periodic`), with π_S by ``masked_project`` with the true
+    mask and π by ``project``. π's own q (a division by zero) is left out. Also ``rms_pi_minus_pi_s``, ``rms_x_hat_minus_pi_s``
     and ``pi_s_to_clean`` (RMS ‖π_S − x‖ / RMS ‖x̂ − x‖: 0 when the kept pixels fix the shift).
     """
     x_hat, keep = test.x_hat, 1 - test.mask
