@@ -42,11 +42,12 @@ from manifold_ae.images.config import (CHECKPOINT_NAME, Config, describe_keys, l
                                        save_config)
 from manifold_ae.loop import check_finite, cosine_schedule, random_crop, sample_seeds, train_step
 from manifold_ae.commands.check_data import checked_datasets
-from manifold_ae.images.pipeline import (Pipeline, build_model, ensure_normal_stats, load_checkpoint,
-                                         resolve_device, thresholds_from_normal)
+from manifold_ae.images.pipeline import (PATCH_BANK_SIZE, Pipeline, build_model, build_objective,
+                                         ensure_normal_stats, load_checkpoint, patch_bank, resolve_device,
+                                         thresholds_from_normal)
 from manifold_ae.files import atomic_write, require_free_space
 
-__all__ = ["main", "train", "build_objective", "save_checkpoint", "Distributed", "setup_distributed",
+__all__ = ["main", "train", "build_objective", "patch_bank", "PATCH_BANK_SIZE", "save_checkpoint", "Distributed", "setup_distributed",
            "autocast_dtype", "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
 
 #: settings a resumed run may change; everything else must match the checkpoint's config
@@ -123,51 +124,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
-
-
-# ----------------------------------------------------------------------------------------------- objective
-
-
-#: how many training images the patch fill copies from (a seeded choice, the same on every process)
-PATCH_BANK_SIZE = 64
-
-
-def patch_bank(dataset: Dataset, *, size: int | None, seed: int, count: int = PATCH_BANK_SIZE) -> torch.Tensor:
-    """``count`` training images (a seeded choice) for the patch fill, as (N, C, H, W) float32.
-
-    With training crops of ``size`` px, each bank image is its top-left ``size`` × ``size`` window, so pasted
-    content keeps the training resolution. Every process builds the same bank: a sample's corruption does not
-    depend on where it is trained.
-    """
-    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
-    images = torch.stack([dataset[int(i)]["image"] for i in chosen])   # (N, C, H, W)
-    return images if size is None else images[..., :size, :size].contiguous()
-
-
-def build_objective(config: Config, model: nn.Module, *, bank: torch.Tensor | None = None) -> nn.Module:
-    """The training principle: the paper's self-supervised corruption objective or a baseline (T6, T4).
-
-    ``bank`` (N, C, H, W): normal training images for the patch fill (``patch_bank``); None copies from the batch.
-    """
-    from manifold_ae import objectives
-
-    name = config.objective.name
-    if name == "reconstruction":
-        return objectives.Reconstruction(model)
-    if name == "denoising":
-        return objectives.Denoising(model, sigma=config.objective.sigma)
-    from manifold_ae.corruptions.image import paper_corruption
-
-    size = config.train.crop or config.data.image_size  # the size of the training batches
-    corruption = paper_corruption(image_size=size, channels=config.data.channels,
-                                  clean_fraction=config.corruption.clean_fraction,
-                                  opacity=tuple(config.corruption.opacity),
-                                  mask_weights=config.corruption.mask_weights,
-                                  fill_weights=config.corruption.fill_weights, patch_bank=bank,
-                                  noise_sigma=config.corruption.noise_sigma, seed=config.train.seed)
-    # ``seed`` makes the texture bank; the training loop seeds the corruption of every sample (sample_seeds)
-    weight = config.objective.weight_corrupted or None
-    return objectives.SelfSupervised(model, corruption=corruption, weight_corrupted=weight)  # T6
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

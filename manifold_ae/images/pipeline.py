@@ -23,7 +23,7 @@ from manifold_ae.anomaly.scoring import image_scores, normalise_levels, pyramid_
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, ModelConfig, ScoreConfig
 from manifold_ae.images.data.split import seeded_split
 
-__all__ = ["build_model", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
+__all__ = ["build_model", "PATCH_BANK_SIZE", "patch_bank", "build_objective", "normalize_intensity", "Normalized", "Splits", "build_datasets", "Scored", "ScoredSet",
            "Pipeline", "heat_maps", "residual_levels", "ensure_normal_stats", "thresholds_from_normal",
            "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device", "data_label"]
 
@@ -46,6 +46,48 @@ def build_model(model: ModelConfig, *, channels: int) -> nn.Module:
     return GatedUNet(channels, width=model.width, depth=model.depth, dilations=model.dilations,
                      skips=model.skips, skip_from=model.skip_from, norm=model.norm, sdc_layers=model.sdc_layers,
                      max_width=model.max_width or None, output=model.output)
+
+
+#: how many training images the patch fill copies from (a seeded choice, the same on every process)
+PATCH_BANK_SIZE = 64
+
+
+def patch_bank(dataset: Dataset, *, size: int | None, seed: int, count: int = PATCH_BANK_SIZE) -> torch.Tensor:
+    """``count`` training images (a seeded choice) for the patch fill, as (N, C, H, W) float32.
+
+    With training crops of ``size`` px, each bank image is its top-left ``size`` × ``size`` window, so pasted
+    content keeps the training resolution. Every process builds the same bank: a sample's corruption does not
+    depend on where it is trained.
+    """
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    images = torch.stack([dataset[int(i)]["image"] for i in chosen])   # (N, C, H, W)
+    return images if size is None else images[..., :size, :size].contiguous()
+
+
+def build_objective(config: Config, model: nn.Module, *, bank: torch.Tensor | None = None) -> nn.Module:
+    """The training principle: the paper's self-supervised corruption objective or a baseline (T6, T4).
+
+    ``bank`` (N, C, H, W): normal training images for the patch fill (``patch_bank``); None copies from the batch.
+    """
+    from manifold_ae import objectives
+
+    name = config.objective.name
+    if name == "reconstruction":
+        return objectives.Reconstruction(model)
+    if name == "denoising":
+        return objectives.Denoising(model, sigma=config.objective.sigma)
+    from manifold_ae.corruptions.image import paper_corruption
+
+    size = config.train.crop or config.data.image_size  # the size of the training batches
+    corruption = paper_corruption(image_size=size, channels=config.data.channels,
+                                  clean_fraction=config.corruption.clean_fraction,
+                                  opacity=tuple(config.corruption.opacity),
+                                  mask_weights=config.corruption.mask_weights,
+                                  fill_weights=config.corruption.fill_weights, patch_bank=bank,
+                                  noise_sigma=config.corruption.noise_sigma, seed=config.train.seed)
+    # ``seed`` makes the texture bank; the training loop seeds the corruption of every sample (sample_seeds)
+    weight = config.objective.weight_corrupted or None
+    return objectives.SelfSupervised(model, corruption=corruption, weight_corrupted=weight)  # T6
 
 
 # --------------------------------------------------------------------------------------------------------- data

@@ -155,7 +155,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "cov = g[..., None, None] * eye + radial[..., None, None] * u.unsqueeze(-1) * u.unsqueeze(-2)",
              "cov = g[..., None, None] * eye - radial[..., None, None] * u.unsqueeze(-1) * u.unsqueeze(-2)",
              ("tests/test_theory_bayes.py", "tests/test_claims_denoising.py"), ("T4",)),
-    Mutation("objective-denoising-is-reconstruction", "build_objective mapping", "manifold_ae/commands/train.py",
+    Mutation("objective-denoising-is-reconstruction", "build_objective mapping", "manifold_ae/images/pipeline.py",
              "return objectives.Denoising(model, sigma=config.objective.sigma)",
              "return objectives.Reconstruction(model)",
              ("tests/test_train.py", "tests/test_config.py")),
