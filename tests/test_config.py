@@ -32,7 +32,7 @@ def test_quick_preset_is_small_cpu_and_mvtec_is_gpu():
     assert quick.data.dataset == "synthetic" and 64 <= quick.data.image_size <= 128
     assert quick.train.device == "auto"
     assert mvtec.train.device == "cuda" and mvtec.data.image_size == 256 and mvtec.train.precision == "bf16"
-    assert quick.train.precision == "auto" and load_config("magnetic_tile").train.precision == "bf16"
+    assert quick.train.precision == "auto" and load_config("magnetic_tile").train.precision == "native"
 
 
 def test_dict_toml_and_json_round_trip_give_equal_configs(tmp_path):
@@ -48,7 +48,7 @@ def test_dict_toml_and_json_round_trip_give_equal_configs(tmp_path):
 
 @settings(max_examples=25, deadline=None)
 @given(lr=st.floats(1e-8, 10.0, allow_nan=False), steps=st.integers(1, 10**7),
-       dilations=st.lists(st.integers(1, 64), min_size=1, max_size=6), precision=st.sampled_from(["auto", "bf16",
+       dilations=st.lists(st.integers(1, 64), min_size=1, max_size=6), precision=st.sampled_from(["auto", "native", "bf16",
                                                                                                   "float32"]),
        crack=st.floats(0.0, 10.0, allow_nan=False),
        root=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20))
@@ -77,7 +77,7 @@ def test_space_separated_overrides_read_like_equals_signs():
     (["--train.steps=ten"], ["train.steps", "'ten'", "int"]),
     (["--train.lr=fast"], ["train.lr", "'fast'", "float"]),
     (["--train.channels_last=maybe"], ["train.channels_last", "'maybe'", "bool"]),
-    (["--train.bf16=false"], ["train.bf16 no longer exists", "train.precision", '"auto" | "bf16" | "float32"']),
+    (["--train.bf16=false"], ["train.bf16 no longer exists", "train.precision", '"auto" | "native" | "bf16" | "float32"']),
     (["--cpu_bf16=true"], ["train.cpu_bf16 no longer exists", "--train.precision=bf16"]),
     (["--corruption.mask_weights=1,1"], ["corruption.mask_weights", "table of float by name", "perlin",
                                          "--corruption.mask_weights.NAME=VALUE"]),

@@ -304,6 +304,13 @@ def test_precision_is_one_setting_for_every_device():
     assert [train_mod.autocast_dtype(p, cuda) for p in ("auto", "bf16", "float32")] == [torch.bfloat16] * 2 + [None]
 
 
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None), (None, None)])
+def test_native_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch, native, expected):
+    monkeypatch.setattr(train_mod, "native_cpu_bf16", lambda: native)  # None: flags unreadable (not Linux)
+    assert train_mod.autocast_dtype("native", torch.device("cpu")) is expected
+    assert train_mod.autocast_dtype("native", torch.device("cuda", 0)) is torch.bfloat16
+
+
 def test_bf16_precision_autocasts_the_cpu_forward_pass_and_auto_does_not(data_root, tmp_path, monkeypatch):
     dtypes = []
     real = train_mod.train_step
@@ -328,6 +335,8 @@ def test_bf16_warns_on_a_cpu_without_native_bf16(data_root, tmp_path, monkeypatc
     assert "--train.precision=float32" in capsys.readouterr().err
     assert main(args(data_root, tmp_path / "b", "--train.steps=1", "--train.precision=auto")) == 0
     assert "warning" not in capsys.readouterr().err  # float32 on a CPU: nothing to warn about
+    assert main(args(data_root, tmp_path / "n", "--train.steps=1", "--train.precision=native")) == 0
+    assert "warning" not in capsys.readouterr().err  # native: float32 on this CPU
     monkeypatch.setattr(train_mod, "native_cpu_bf16", lambda: True)
     assert main(args(data_root, tmp_path / "c", "--train.steps=1", "--train.precision=bf16")) == 0
     assert "warning" not in capsys.readouterr().err

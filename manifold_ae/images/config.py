@@ -36,14 +36,14 @@ __all__ = ["DataConfig", "ModelConfig", "ObjectiveConfig", "CorruptionConfig", "
 PRESET_DIR = Path(__file__).with_name("presets")
 DATASETS = ("synthetic", "mvtec", "folder", "magnetic_tile", "visa", "mvtec_ad2", "mvtec_loco")
 OBJECTIVES = ("selfsupervised", "reconstruction", "denoising")
-PRECISIONS = ("auto", "bf16", "float32")
+PRECISIONS = ("auto", "native", "bf16", "float32")
 #: the checkpoint file of a run directory (``manifold-ae train`` writes it; evaluate, predict, compare read it)
 CHECKPOINT_NAME = "checkpoint.pt"
 #: keys that no longer exist -> what replaced them (a config naming one is refused with this message)
 RENAMED_KEYS = {
-    "train.bf16": 'train.precision = "auto" | "bf16" | "float32", one setting for whatever device runs '
+    "train.bf16": 'train.precision = "auto" | "native" | "bf16" | "float32", one setting for whatever device runs '
                   '("auto": bf16 on CUDA, float32 on a CPU); e.g. --train.precision=float32',
-    "train.cpu_bf16": 'train.precision = "auto" | "bf16" | "float32", one setting for whatever device runs '
+    "train.cpu_bf16": 'train.precision = "auto" | "native" | "bf16" | "float32", one setting for whatever device runs '
                       '("bf16": bf16 autocast on a CPU too); e.g. --train.precision=bf16',
 }
 
@@ -200,9 +200,10 @@ class TrainConfig:
     ``batch_size`` is the global batch: with K processes each takes ``batch_size / K``. ``device`` is
     ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``. ``precision`` applies to whatever device runs:
     ``bf16`` runs the forward pass under bf16 autocast, ``float32`` does not, ``auto`` is bf16 on CUDA and
-    float32 on a CPU. On a CPU bf16 gives 1.3x the training throughput when the CPU has native bf16
-    (AVX512-BF16 or AMX; ``docs/training.md``) and is emulated and slower without (``train`` warns), hence not
-    the CPU's ``auto``. ``channels_last`` applies to the model and batches on every device. ``compile`` wraps
+    float32 on a CPU, ``native`` is bf16 where the hardware computes it (CUDA, or a CPU with AVX512-BF16 or AMX)
+    and float32 elsewhere. On a CPU bf16 gives 1.3x the training throughput when the CPU has native bf16
+    (``docs/training.md``) and is emulated and 16-25x slower without (``train`` warns), hence not the CPU's
+    ``auto``; the CPU presets use ``native``. ``channels_last`` applies to the model and batches on every device. ``compile`` wraps
     the model in ``torch.compile``. ``crop > 0`` trains on random
     ``crop`` x ``crop`` windows of the ``data.image_size`` images (one per image and step; the fully
     convolutional model still scores whole images), so a higher resolution costs no more per step.
