@@ -29,7 +29,7 @@ def test_frobenius_bound_is_d_plus_rho_squared_times_the_normal_dimension():
 
 def test_t10_fast_run_passes_against_closed_forms(fast_result):
     assert fast_result.passed, [(c.name, c.measured) for c in fast_result.checks if not c.passed]
-    assert len(fast_result.checks) == 4
+    assert len(fast_result.checks) == 6  # items 1-4 on the translation manifold, 7-8 on the built-in data
     numbers = fast_result.numbers
     # ‖Dπ‖_F² = d = 2 within four standard errors of the probe mean
     proj = numbers["projection_frobenius_sq"]
@@ -60,3 +60,26 @@ def test_t10_fails_on_a_nan_in_the_jacobian_probe(tmp_path, monkeypatch):
     assert not result.passed
     assert len(failed) == 2, failed          # the projection's and the DAE's Frobenius checks; the others pass
     assert all("Hutchinson" in name for name in failed)
+
+
+def test_an_identity_model_fails_the_built_in_conservation_check(monkeypatch):
+    """A model that copies its input lets all of a defect through (passed_inside = 1 exactly): item 7 must fail on
+    it, as a planted bug. The identity is idempotent (a projection onto everything), so item 8 gives 0 exactly."""
+    monkeypatch.setattr(t10_diagnostics, "train_builtin", lambda *a, **k: torch.nn.Identity())
+    checks, numbers = t10_diagnostics._builtin_checks(fast=True, seed=0, generator=torch.Generator().manual_seed(0))
+    assert [c.passed for c in checks] == [False, True]
+    assert numbers["selfsupervised"]["conservation"][-1]["passed_inside"] == pytest.approx(1.0, abs=1e-12)
+    assert numbers["selfsupervised"]["idempotence"]["mean"] == 0
+    assert numbers["selfsupervised"]["gates"] == []  # no gates to read on a model without skips
+
+
+def test_built_in_images_are_the_quick_presets_category_and_size():
+    from manifold_ae.images.config import load_config
+    from manifold_ae.images.data.synthetic import synthetic_sample
+
+    quick = load_config("quick").data
+    assert (t10_diagnostics.BUILTIN["category"], t10_diagnostics.BUILTIN["image_size"]) == (quick.category,
+                                                                                            quick.image_size)
+    x = t10_diagnostics.builtin_images("good", 2)
+    assert x.shape == (2, 3, 64, 64)
+    assert torch.equal(x[1], synthetic_sample("weave", group="good", index=1, image_size=64)[0])
