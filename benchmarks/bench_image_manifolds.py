@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     num = {32: 256, 64: 128, 128: 32} if args.quick else {32: 2048, 64: 512, 128: 128}
     brute_num = {32: 32, 64: 8} if args.quick else {32: 128, 64: 32}
     step = 1 / 8
+    #: a finer brute force at 32² only, to show what accuracy costs it (shifts × 16, shift error ÷ 4)
+    fine_step, fine_num = 1 / 32, (8 if args.quick else 16)
     rows = []
     for n in sizes:
         M = make_image_manifold("translation", size=n, bandwidth=n // 8, seed=0)
@@ -98,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                         "brute_images_per_s": brute_num[n] / brute_s,
                         "brute_max_shift_error_px": _gap(tb, ray.params[:brute_num[n]], n),
                         "speedup": (num[n] / ours_s) / (brute_num[n] / brute_s)})
+        if n == 32:
+            finer = _upsampled(M.template, fine_step)
+            xf = x[:fine_num]
+            fine_s = best_time(lambda: _brute_force(xf, finer, n), 1)
+            row["brute_fine"] = {"step_px": fine_step, "shifts": finer.size, "images": fine_num,
+                                 "images_per_s": fine_num / fine_s,
+                                 "max_shift_error_px": _gap(_brute_force(xf, finer, n), ray.params[:fine_num], n),
+                                 "speedup": (num[n] / ours_s) / (fine_num / fine_s)}
         rows.append(row)
         print(json.dumps(row))
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or
@@ -124,6 +134,25 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
         lines.append(f"| {r['size']}² | {r['bandwidth']} | {r['reach']:.4g} | {r['grid_size']} | "
                      f"{r['ours_images_per_s']:.4g} | {r['ours_max_shift_error_px']:.2g} | "
                      f"{r['ours_certified_fraction']:.0%} | {brute} |")
+    for r in rows:
+        if "brute_fine" in r:
+            f = r["brute_fine"]
+            lines += ["", f"A finer brute force at {r['size']}² (a {f['step_px']:.4g}-px grid, {f['shifts']} shifts, "
+                      f"{f['images']} images): {f['images_per_s']:.3g} images/s, shift error "
+                      f"{f['max_shift_error_px']:.3g} px, speed-up {f['speedup']:.0f}×: "
+                      f"{r['brute_step_px'] / f['step_px']:.0f}× finer cut the baseline's error "
+                      f"{r['brute_max_shift_error_px'] / f['max_shift_error_px']:.1f}× and its speed "
+                      f"{r['brute_images_per_s'] / f['images_per_s']:.0f}×. Ours is exact to roundoff, so at equal "
+                      "accuracy the speed-up only grows; the 1/8-px column is the baseline's best case."]
+    coarse = {r["size"]: r["speedup"] for r in rows if "speedup" in r}
+    fine = {r["size"]: r["brute_fine"]["speedup"] for r in rows if "brute_fine" in r}
+    lines += ["", "Target (issue 12): >= 100× faster than a brute force over a fine grid of shifts at the same accuracy. "
+              "Verdict: against the 1/8-px baseline, whose error is ~0.06 px where ours is ~1e-14 px, "
+              + ", ".join(f"{v:.0f}× at {k}²" for k, v in coarse.items())
+              + ("; against the finer brute force, still ~0.016 px off, "
+                 + ", ".join(f"{v:.0f}× at {k}²" for k, v in fine.items()) if fine else "")
+              + ". The target holds at 64², and at 32² only once the baseline is made more accurate: with a 1/8-px "
+              "grid the brute force at 32² is cheap, because it has only 65536 shifts of 1024 pixels."]
     lines += ["", "The brute force is not run at 128²: it compares each image with (8·128)² = 1 M shifted 128² images; "
               "its cost grows as (8N)²·N² per image against ours ~ L² log L + Newton on (2K+1)² modes.", ""]
     return "\n".join(lines)
