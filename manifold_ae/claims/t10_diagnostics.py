@@ -8,6 +8,7 @@ the models T9 trained are reused):
 2. the trained DAE's ‖J_f‖_F² on clean images is at most d + ρ_max² (n − d), with ρ_max T9's bound on its gap;
 3. the SS model is nearly idempotent on corrupted images (a second pass moves little);
 4. the SS model's finest skip gate closes on the pasted rectangle (gate AUROC);
+5. (reported: conservation curves of SS, AE and π, and the Jacobian excess on the clean pixels);
 
 and on the built-in synthetic data (the ``quick`` preset's model, objective and corruption, no exact manifold):
 
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-
 from torch import nn
 
 from manifold_ae.claims.base import Check, ClaimResult
