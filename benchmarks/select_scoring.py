@@ -7,6 +7,7 @@ the mean of m_k over the kinds, averaged over the draws. The network runs once p
 stored reconstruction for the same input, so every option sees the same reconstructions.
 
     python benchmarks/select_scoring.py runs/mt_v1 [runs/mt_v2 ...] --out benchmarks/results/mt_scoring.json
+        [--single-scale]   # only scales [1] with top 50 / top 200: comparing training runs, not scores
 
 Reads no test set. Writes one JSON (atomically) with every option's score per draw and kind, the ranking per
 draw, Kendall's tau between the draws' rankings, and the winner.
@@ -67,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+")
     p.add_argument("--seeds", default="1,2,3", help="validation defect draws")
     p.add_argument("--out", required=True)
+    p.add_argument("--single-scale", action="store_true",
+                   help="only the grid's single-scale options (scales [1], no level norm; to compare training runs)")
     args = p.parse_args(argv)
+    grid = [g for g in GRID if g[0] == (1,)] if args.single_scale else GRID
     seeds = [int(s) for s in args.seeds.split(",")]
     record: dict[str, Any] = {"rule": "docs/results.md, 'the selection rule'", "seeds": seeds, "metrics": METRICS,
-                              "options": {}}
+                              "grid": [list(map(list, g[:1])) + list(g[1:]) for g in grid], "options": {}}
     for run in args.runs:
         pipe = Pipeline.from_checkpoint(run, device="cpu")
         config = pipe.config
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe.model = Cached(pipe.model).eval()
         base_score = pipe.score_config
         sets = {seed: validation_set(splits.holdout, split_seed=config.data.split_seed, seed=seed) for seed in seeds}
-        for scales, norm, topk in GRID:
+        for scales, norm, topk in grid:
             name = f"{Path(run).name} scales={list(scales)} norm={norm} topk={topk}"
             start = time.perf_counter()
             pipe.score_config = dataclasses.replace(base_score, scales=scales, level_norm=norm, topk=topk,
