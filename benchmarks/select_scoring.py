@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import hashlib
 import itertools
-import json
 import sys
 import time
 from pathlib import Path

@@ -47,8 +47,8 @@ from manifold_ae.images.pipeline import (PATCH_BANK_SIZE, Pipeline, build_model,
                                          thresholds_from_normal)
 from manifold_ae.files import atomic_write, require_free_space
 
-__all__ = ["main", "train", "build_objective", "patch_bank", "PATCH_BANK_SIZE", "save_checkpoint", "Distributed", "setup_distributed",
-           "autocast_dtype", "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
+__all__ = ["main", "train", "build_objective", "patch_bank", "PATCH_BANK_SIZE", "save_checkpoint", "Distributed",
+           "setup_distributed", "autocast_dtype", "RESUMABLE_KEYS", "CHECKPOINT_NAME"]
 
 #: settings a resumed run may change; everything else must match the checkpoint's config
 RESUMABLE_KEYS = frozenset({"train.steps", "train.checkpoint_every", "train.log_every", "train.compile",
