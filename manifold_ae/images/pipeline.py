@@ -25,7 +25,8 @@ from manifold_ae.images.data.split import seeded_split
 
 __all__ = ["build_model", "PATCH_BANK_SIZE", "patch_bank", "build_objective", "normalize_intensity", "Normalized",
            "Splits", "build_datasets", "Scored", "ScoredSet", "Pipeline", "heat_maps", "residual_levels",
-           "ensure_normal_stats", "thresholds_from_normal", "fpr_bound_warning", "threshold_support", "load_checkpoint", "resolve_device", "data_label"]
+           "ensure_normal_stats", "thresholds_from_normal", "fpr_bound_warning", "threshold_support", "load_checkpoint",
+           "resolve_device", "data_label"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
