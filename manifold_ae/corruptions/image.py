@@ -32,7 +32,7 @@ from manifold_ae.corruptions.textures import perlin_noise, texture_bank
 from manifold_ae.rng import rand, randn, randperm
 
 __all__ = ["PerlinMask", "BlobMask", "RectangleMask", "LineMask", "CrackMask", "SmoothMask", "NoiseFill", "PatchFill",
-           "TextureFill", "ElasticFill", "ColorShiftFill", "RandomChoice", "paper_corruption", "MASK_WEIGHTS",
+           "TextureFill", "ElasticFill", "ColorShiftFill", "ShadeFill", "RandomChoice", "paper_corruption", "MASK_WEIGHTS",
            "FILL_WEIGHTS", "recipe_weights"]
 
 Generator = torch.Generator | None
@@ -514,6 +514,35 @@ class ColorShiftFill:
         return f"ColorShiftFill(brightness={self.brightness}, contrast={self.contrast}, color={self.color})"
 
 
+class ShadeFill:
+    """The image's own texture under a smooth gain field and a contrast change (uneven shading or texture):
+    ``((x - m) * contrast + m) * (1 + gain * n)``, m = the sample's mean, n = Perlin noise in [-1, 1] on a coarse
+    lattice (``2**a`` × ``2**b`` cells, powers of two in ``cells``), per-sample ``gain`` and ``contrast``; clipped
+    to [0, 1].
+
+    Unlike :class:`ColorShiftFill` the change varies smoothly over the image, so blended in through a soft mask
+    (:class:`SmoothMask`) it leaves no edge that tells where it is: only the intensity and the texture's
+    contrast over a large region differ from a normal image.
+    """
+
+    def __init__(self, *, gain: tuple[float, float] = (0.1, 0.4), contrast: tuple[float, float] = (0.4, 1.8),
+                 cells: tuple[int, int] = (1, 4)) -> None:
+        self.gain = _interval(gain, "gain", low=0.0, high=1.0)
+        self.contrast = _interval(contrast, "contrast", low=0.0)
+        self.cells = _power_of_two_interval(cells, "cells")
+
+    def __call__(self, x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
+        b, _, h, w = _check_images(x)
+        m = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+        contrast = _uniform((b, 1, 1, 1), self.contrast, generator, x)
+        gain = _uniform((b, 1, 1, 1), self.gain, generator, x)
+        n = _lattice_noise(_lattice_exponents(b, self.cells, generator), h, w, generator, x)[:, None]  # (B,1,H,W)
+        return (((x - m) * contrast + m) * (1 + gain * n)).clamp(0, 1).to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"ShadeFill(gain={self.gain}, contrast={self.contrast}, cells={self.cells})"
+
+
 # ---------------------------------------------------------------------------------------------- combinators
 class RandomChoice:
     """Apply one of ``options`` per sample, chosen with probabilities ∝ ``weights`` (default equal).
@@ -570,8 +599,8 @@ FILL_WEIGHTS = {"patch": 0.3, "texture": 0.25, "noise": 0.15, "elastic": 0.15, "
 def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, texture_bank: torch.Tensor | None = None,
                      clean_fraction: float = 0.1, opacity: tuple[float, float] = (0.5, 1.0),
                      mask_weights: Mapping[str, float] | None = None, fill_weights: Mapping[str, float] | None = None,
-                     patch_bank: torch.Tensor | None = None, noise_sigma: float = 0.0,
-                     seed: int = 0) -> MaskedCorruption:
+                     patch_bank: torch.Tensor | None = None, noise_sigma: float = 0.0, shade_weight: float = 0.0,
+                     seed: int = 0) -> MaskedCorruption | RandomChoice:
     """The default training corruption (T6): a random mask × a random fill, blended with a random opacity.
 
     Masks (``mask_weights``, default :data:`MASK_WEIGHTS`): perlin 0.4, blob 0.3, rectangle 0.15, line 0.15,
@@ -584,6 +613,10 @@ def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, text
     normal image whatever batch it is in); None copies from the batch (a batch of one: from the image itself).
     ``noise_sigma`` > 0 adds Gaussian noise of that standard deviation to every input after the blend (the
     Filtering Autoencoder's occlusion plus noise, :class:`~manifold_ae.corruptions.base.MaskedCorruption`).
+    ``shade_weight`` > 0: that fraction of the samples get a shading corruption instead (a :class:`SmoothMask` of
+    peak 0.5-1 × :class:`ShadeFill`, same opacity, clean fraction and noise), and the result is a
+    :class:`RandomChoice` of the two; 0 returns the recipe's :class:`MaskedCorruption` with the random draws of
+    earlier versions.
     """
     h, w = as_hw(image_size, "image_size")
     if channels not in (1, 3):
@@ -600,7 +633,13 @@ def paper_corruption(*, image_size: int | Sequence[int], channels: int = 3, text
                         weights=[v for v in mask_weights.values() if v > 0])
     fill = RandomChoice([fills[k] for k, v in fill_weights.items() if v > 0],
                         weights=[v for v in fill_weights.values() if v > 0])
-    return MaskedCorruption(mask, fill, opacity=opacity, clean_fraction=clean_fraction, noise_sigma=noise_sigma)
+    recipe = MaskedCorruption(mask, fill, opacity=opacity, clean_fraction=clean_fraction, noise_sigma=noise_sigma)
+    shade_weight = check_fraction(shade_weight, "shade_weight")
+    if shade_weight == 0:
+        return recipe
+    shade = MaskedCorruption(SmoothMask(amplitude=(0.5, 1.0)), ShadeFill(), opacity=opacity,
+                             clean_fraction=clean_fraction, noise_sigma=noise_sigma)
+    return RandomChoice([recipe, shade], weights=[1 - shade_weight, shade_weight])
 
 
 def recipe_weights(weights: Mapping[str, float] | None, default: Mapping[str, float], name: str) -> dict[str, float]:

@@ -168,6 +168,9 @@ class CorruptionConfig:
     ``mask_weights = {crack = 0.25}``, on the command line ``--corruption.mask_weights.crack=0.25``.
     ``noise_sigma`` > 0 adds Gaussian noise of that standard deviation to every training input on top of the
     occlusions, with the clean image as the target (the Filtering Autoencoder; docs/theory.md).
+    ``shade_weight`` in [0, 1] is the fraction of the samples given a shading corruption instead of the recipe:
+    the image's own texture under a smooth gain field and a contrast change (``ShadeFill``), blended in through a
+    large soft mask (``SmoothMask``), i.e. large faint regions with no edge (docs/results.md).
     """
 
     clean_fraction: float = 0.1
@@ -175,11 +178,13 @@ class CorruptionConfig:
     mask_weights: dict[str, float] = field(default_factory=lambda: _recipe_default("mask"))
     fill_weights: dict[str, float] = field(default_factory=lambda: _recipe_default("fill"))
     noise_sigma: float = 0.0
+    shade_weight: float = 0.0
 
     def __post_init__(self) -> None:
         from manifold_ae.corruptions.image import FILL_WEIGHTS, MASK_WEIGHTS, recipe_weights
 
         check_fraction(self.clean_fraction, "corruption.clean_fraction")
+        check_fraction(self.shade_weight, "corruption.shade_weight")
         check_positive(self.noise_sigma, "corruption.noise_sigma", allow_zero=True)
         # completed with the recipe's weights, in the recipe's order (a frozen dataclass: set once, here)
         object.__setattr__(self, "mask_weights", recipe_weights(self.mask_weights, MASK_WEIGHTS,

@@ -85,7 +85,8 @@ def build_objective(config: Config, model: nn.Module, *, bank: torch.Tensor | No
                                   opacity=tuple(config.corruption.opacity),
                                   mask_weights=config.corruption.mask_weights,
                                   fill_weights=config.corruption.fill_weights, patch_bank=bank,
-                                  noise_sigma=config.corruption.noise_sigma, seed=config.train.seed)
+                                  noise_sigma=config.corruption.noise_sigma,
+                                  shade_weight=config.corruption.shade_weight, seed=config.train.seed)
     # ``seed`` makes the texture bank; the training loop seeds the corruption of every sample (sample_seeds)
     weight = config.objective.weight_corrupted or None
     return objectives.SelfSupervised(model, corruption=corruption, weight_corrupted=weight)  # T6
