@@ -196,3 +196,10 @@ def test_help_lists_every_key_with_type_and_default(capsys):
                                                       "32]"]
     assert "table of float by name" in lines["--corruption.mask_weights"] and "crack = 0.0" in lines[
         "--corruption.mask_weights"]
+
+
+def test_shade_weight_is_a_fraction_named_in_its_error():
+    assert load_config("magnetic_tile", ["--corruption.shade_weight=0.2"]).corruption.shade_weight == 0.2
+    assert load_config("magnetic_tile").corruption.shade_weight == 0.0
+    with pytest.raises(ValueError, match=r"corruption\.shade_weight"):
+        load_config("magnetic_tile", ["--corruption.shade_weight=1.5"])

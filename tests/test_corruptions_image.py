@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from manifold_ae.corruptions.base import MaskedCorruption
 from manifold_ae.corruptions.image import (FILL_WEIGHTS, MASK_WEIGHTS, BlobMask, ColorShiftFill, CrackMask,
                                            ElasticFill, LineMask, NoiseFill, PatchFill, PerlinMask, RandomChoice,
-                                           RectangleMask, SmoothMask, TextureFill, paper_corruption)
+                                           RectangleMask, ShadeFill, SmoothMask, TextureFill,
+                                           paper_corruption)
 
 MASKS = [PerlinMask(), BlobMask(), RectangleMask(), LineMask(), CrackMask()]
 BANK = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(9))
-FILLS = [PatchFill(), TextureFill(BANK), NoiseFill(), ElasticFill(), ColorShiftFill()]
+FILLS = [PatchFill(), TextureFill(BANK), NoiseFill(), ElasticFill(), ColorShiftFill(), ShadeFill()]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -383,3 +384,47 @@ def test_noise_sigma_adds_gaussian_noise_everywhere_after_the_blend():
         MaskedCorruption(RectangleMask(), ColorShiftFill(), noise_sigma=-0.1)
     recipe = paper_corruption(image_size=16, channels=1, texture_bank=BANK[:, :1], noise_sigma=0.02)
     assert recipe.noise_sigma == 0.02
+
+
+def test_shade_fill_is_the_closed_form_contrast_change_without_gain():
+    """ShadeFill with gain 0: exactly the global contrast change (x - m) c + m of the sample's mean m, clipped."""
+    x = _images(b=6, c=1, h=32, w=32)
+    out = ShadeFill(gain=(0.0, 0.0), contrast=(1.5, 1.5))(x, _gen(0))
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(out, ((x - m) * 1.5 + m).clamp(0, 1))
+
+
+def test_shade_fill_gain_is_a_smooth_field_within_its_bounds():
+    """ShadeFill with contrast 1: out / x = 1 + g n with |g n| <= 0.4, and the field varies smoothly (Perlin on at
+    most 4 cells over 64 px moves at most a few hundredths per pixel), unlike white noise of the same range; the
+    texture is kept (out and x correlate strongly)."""
+    x = _images(b=16, c=1, h=64, w=64)
+    out = ShadeFill(gain=(0.4, 0.4), contrast=(1.0, 1.0))(x, _gen(5))
+    ratio = out / x
+    assert float(ratio.min()) >= 1 - 0.4 - 1e-5 and float(ratio.max()) <= 1 + 0.4 + 1e-5
+    assert float((ratio - 1).abs().amax(dim=(1, 2, 3)).min()) > 0.1  # a real gain change in every sample
+    step = max(float((ratio[..., 1:, :] - ratio[..., :-1, :]).abs().max()),
+               float((ratio[..., 1:] - ratio[..., :-1]).abs().max()))
+    assert step < 0.06  # Perlin: |dn/dpixel| <= ~2.2 * cells / side; white noise would move ~0.8
+    corr = np.corrcoef((x - x.mean((2, 3), keepdim=True)).flatten(), (out - out.mean((2, 3), keepdim=True)).flatten())
+    assert corr[0, 1] > 0.8
+    with pytest.raises(ValueError, match="gain"):
+        ShadeFill(gain=(0.5, 1.5))
+    with pytest.raises(ValueError, match="cells"):
+        ShadeFill(cells=(1, 3))
+
+
+def test_shade_weight_gives_that_fraction_of_samples_the_soft_shading_masks():
+    """paper_corruption(shade_weight=f): with only binary recipe masks (rectangles), the samples with a soft mask
+    (values strictly between 0 and 1) are the shading ones; their share is f (1 - clean) within 4 binomial sd."""
+    x = _images(b=600, c=1, h=32, w=32)
+    f, clean = 0.3, 0.1
+    corrupt = paper_corruption(image_size=32, channels=1, clean_fraction=clean, opacity=(1.0, 1.0),
+                               mask_weights={"perlin": 0, "blob": 0, "line": 0}, shade_weight=f)
+    _, m = corrupt(x, _gen(2))
+    soft = ((m > 0) & (m < 1)).flatten(1).any(1).float().mean().item()
+    p = f * (1 - clean)
+    assert abs(soft - p) < 4 * math.sqrt(p * (1 - p) / 600)
+    assert isinstance(paper_corruption(image_size=32, channels=1), MaskedCorruption)  # 0: the recipe as before
+    with pytest.raises(ValueError, match="shade_weight"):
+        paper_corruption(image_size=32, channels=1, shade_weight=1.5)
