@@ -92,11 +92,12 @@ def score_splits(pipe: Pipeline, splits: Any, config: Config, *, progress: bool 
 def score_description(sc: Any) -> str:
     """The image score of a ``ScoreConfig`` in words (for metrics.json's protocol and compare's)."""
     reduce = f"{sc.reduction}{f' (top {sc.topk})' if sc.reduction == 'topk' else ''}"
+    flips = "" if sc.flips == "none" else f", the reconstruction averaged over the flips '{sc.flips}'"
     if tuple(sc.scales) == (1,) and sc.level_norm == "none":
-        return f"{reduce} of the residual map smoothed with a Gaussian (sigma = {sc.sigma} px)"
+        return f"{reduce} of the residual map smoothed with a Gaussian (sigma = {sc.sigma} px){flips}"
     return (f"{reduce} of the pixelwise maximum over residuals at scales {list(sc.scales)} (s x s local means), "
             f"each smoothed with a Gaussian (sigma = {sc.sigma} px) and normalised by '{sc.level_norm}' statistics of "
-            f"{sc.stats_images} normal training images")
+            f"{sc.stats_images} normal training images{flips}")
 
 
 def threshold_description(sc: Any) -> str:

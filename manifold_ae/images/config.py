@@ -260,6 +260,8 @@ class ScoreConfig:
     ``threshold_fpr`` > 0 replaces the image threshold's quantile by a bound: the lowest held-out score at which
     the false-positive rate is at most ``threshold_fpr`` with probability ``threshold_confidence``
     (distribution-free, ``images.pipeline.thresholds_from_normal``); 0 keeps the quantile.
+    ``flips`` averages the reconstruction over a group of image flips before the residual is taken
+    (``models.flips.flip_average``: ``none``, ``h`` = left-right mirror, ``hv`` = both mirrors; 1, 2, 4 passes).
     """
 
     sigma: float = 2.0
@@ -272,13 +274,16 @@ class ScoreConfig:
     stats_images: int = 64
     threshold_fpr: float = 0.0
     threshold_confidence: float = 0.9
+    flips: str = "none"
 
     def __post_init__(self) -> None:
         from manifold_ae.anomaly.scoring import LEVEL_NORMS
+        from manifold_ae.models.flips import FLIPS
 
         check_positive(self.sigma, "score.sigma", allow_zero=True)
         check_choice(self.reduction, "score.reduction", ("max", "topk"))
         check_choice(self.level_norm, "score.level_norm", LEVEL_NORMS)
+        check_choice(self.flips, "score.flips", FLIPS)
         check_int(self.stats_images, "score.stats_images", minimum=1)
         check_fraction(self.threshold_fpr, "score.threshold_fpr", high_inclusive=False)
         check_fraction(self.threshold_confidence, "score.threshold_confidence", low_inclusive=False,

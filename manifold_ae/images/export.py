@@ -26,6 +26,7 @@ from torch import nn
 from manifold_ae.anomaly.scoring import image_scores, residual_map
 from manifold_ae.files import atomic_write, write_json
 from manifold_ae.images.pipeline import Pipeline, Scored, heat_maps
+from manifold_ae.models.flips import flip_average
 
 __all__ = ["ScoringGraph", "ExportError", "OnnxScorer", "OnnxPipeline", "export_onnx", "metadata", "read_metadata",
            "default_export_dir", "PARITY_ATOL", "OPSET", "ONNX_NAME", "METADATA_NAME", "OUTPUTS"]
@@ -55,6 +56,7 @@ class ScoringGraph(nn.Module):
         super().__init__()
         self.model = pipeline.model
         sc = pipeline.score_config
+        self.flips = sc.flips
         if sc.level_norm != "none" and not pipeline.has_normal_stats():
             raise ExportError(f"score.level_norm = {sc.level_norm!r} needs the checkpoint's normal statistics for "
                               f"score.scales = {list(sc.scales)}; none are stored (train the run again, or evaluate "
@@ -63,7 +65,7 @@ class ScoringGraph(nn.Module):
         self.register_buffer("normal_stats", None if pipeline.normal_stats is None else pipeline.normal_stats.clone())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x_hat = self.model(x)  # (B, C, H, W)
+        x_hat = flip_average(self.model, x, self.flips)  # (B, C, H, W), as Pipeline.reconstruct
         heat = heat_maps(x, x_hat, score=self.score, normal_stats=self.normal_stats)  # (B, H, W), T8
         topk = self.score.topk if self.score.reduction == "topk" else None
         return x_hat, heat, image_scores(heat, reduction=self.score.reduction, topk=topk)  # (B,)
@@ -82,7 +84,7 @@ def metadata(pipeline: Pipeline, *, checkpoint: str | None = None) -> dict[str, 
                           "normalize": pipeline.normalize, "normalize_target": pipeline.normalize_target},
         "score": {"sigma": sc.sigma, "truncate": 4.0, "padding": "reflect", "reduction": sc.reduction,
                   "topk": sc.topk if sc.reduction == "topk" else None, "scales": list(sc.scales),
-                  "level_norm": sc.level_norm},
+                  "level_norm": sc.level_norm, "flips": sc.flips},
         "thresholds": pipeline.thresholds or None,
         "decision": "anomalous = score >= thresholds.image; anomalous pixel = heatmap >= thresholds.pixel",
     }

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Subset
 from manifold_ae.anomaly.scoring import image_scores, normalise_levels, pyramid_residuals, residual_map, smooth
 from manifold_ae.images.config import CHECKPOINT_NAME, Config, DataConfig, ModelConfig, ScoreConfig
 from manifold_ae.images.data.split import seeded_split
+from manifold_ae.models.flips import flip_average
 
 __all__ = ["build_model", "PATCH_BANK_SIZE", "patch_bank", "build_objective", "normalize_intensity", "Normalized",
            "Splits", "build_datasets", "Scored", "ScoredSet", "Pipeline", "heat_maps", "residual_levels",
@@ -326,7 +327,7 @@ class Pipeline:
         self.score_config = score
         self.thresholds = dict(thresholds) if thresholds else {}
         self.normal_stats: torch.Tensor | None = None
-        self.normal_stats_key: tuple[tuple[int, ...], float] | None = None  # (scales, sigma) they were fitted for
+        self.normal_stats_key: tuple[Any, ...] | None = None  # (scales, sigma[, flips]) they were fitted for
         if normal_stats is not None:
             self.set_normal_stats(normal_stats)
         self.config: Config | None = None  # set by from_checkpoint
@@ -369,7 +370,7 @@ class Pipeline:
             raise ValueError(f"x must hold finite intensities in [0, 1] (as loaded by Pipeline.load), got values "
                              f"in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
         x = x.to(self.device, torch.float32)
-        x_hat = self.model(x)  # (B, C, H, W)
+        x_hat = self.reconstruct(x)  # (B, C, H, W)
         r = residual_map(x, x_hat)  # (B, H, W), T8
         sc = self.score_config
         if sc.level_norm != "none" and not self.has_normal_stats():
@@ -381,10 +382,15 @@ class Pipeline:
         s = image_scores(heat, reduction=sc.reduction, topk=sc.topk if sc.reduction == "topk" else None)  # (B,)
         return Scored(x.cpu(), x_hat.float().cpu(), r.float().cpu(), heat.float().cpu(), s.float().cpu())
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's reconstruction (B, C, H, W) of images on :attr:`device`, averaged over the flips of
+        ``score.flips`` (``models.flips.flip_average``; ``none`` is the model itself)."""
+        return flip_average(self.model, x, self.score_config.flips)
+
     def has_normal_stats(self) -> bool:
         """Whether :attr:`normal_stats` were fitted for the current ``score.scales`` and ``score.sigma``."""
         sc = self.score_config
-        return self.normal_stats is not None and self.normal_stats_key == (tuple(sc.scales), float(sc.sigma))
+        return self.normal_stats is not None and self.normal_stats_key == _stats_key(sc)
 
     def set_normal_stats(self, stats: dict[str, Any]) -> None:
         """Adopt statistics in the checkpoint format of :meth:`normal_stats_record`."""
@@ -395,14 +401,17 @@ class Pipeline:
         if tuple(mean.shape) != (len(scales), self.image_size, self.image_size):
             raise ValueError(f"normal_stats['mean'] must have shape ({len(scales)}, {self.image_size}, "
                              f"{self.image_size}) for scales {list(scales)}, got {tuple(mean.shape)}")
-        self.normal_stats, self.normal_stats_key = mean, (scales, float(stats["sigma"]))
+        key = (scales, float(stats["sigma"]))
+        flips = stats.get("flips", "none")  # checkpoints before score.flips: no flips
+        self.normal_stats, self.normal_stats_key = mean, key if flips == "none" else (*key, flips)
 
     def normal_stats_record(self) -> dict[str, Any]:
         """The fitted statistics as a checkpoint entry: ``{"mean", "scales", "sigma"}``."""
         if self.normal_stats is None or self.normal_stats_key is None:
             raise ValueError("no normal statistics fitted; call fit_normal_stats first")
-        return {"mean": self.normal_stats, "scales": list(self.normal_stats_key[0]),
-                "sigma": self.normal_stats_key[1]}
+        key = self.normal_stats_key
+        return {"mean": self.normal_stats, "scales": list(key[0]), "sigma": key[1],
+                "flips": key[2] if len(key) > 2 else "none"}
 
     @torch.no_grad()
     def fit_normal_stats(self, dataset: Dataset) -> torch.Tensor:
@@ -415,11 +424,11 @@ class Pipeline:
         for start in range(0, len(dataset), batch):  # type: ignore[arg-type]
             x = torch.stack([dataset[i]["image"] for i in range(start, min(start + batch, len(dataset)))])
             x = x.to(self.device, torch.float32)
-            levels = residual_levels(x, self.model(x), score=self.score_config).float().sum(dim=0)  # (S, H, W)
+            levels = residual_levels(x, self.reconstruct(x), score=self.score_config).float().sum(dim=0)  # (S, H, W)
             total = levels if total is None else total + levels
             count += x.shape[0]
         sc = self.score_config
-        self.normal_stats, self.normal_stats_key = (total / count).cpu(), (tuple(sc.scales), float(sc.sigma))
+        self.normal_stats, self.normal_stats_key = (total / count).cpu(), _stats_key(sc)
         return self.normal_stats
 
     def score_dataset(self, dataset: Dataset, *, progress: bool = False) -> ScoredSet:
@@ -455,6 +464,12 @@ class Pipeline:
             heat.append(out.heatmap)
             scores.append(out.score)
         return ScoredSet(torch.cat(heat), torch.cat(scores), [str(p) for p in paths])
+
+
+def _stats_key(sc: ScoreConfig) -> tuple[Any, ...]:
+    """What normal statistics depend on: (scales, sigma), and the flips when there are any (older keys stay)."""
+    key = (tuple(sc.scales), float(sc.sigma))
+    return key if sc.flips == "none" else (*key, sc.flips)
 
 
 def heat_maps(x: torch.Tensor, x_hat: torch.Tensor, *, score: ScoreConfig,
