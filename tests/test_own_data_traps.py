@@ -213,3 +213,49 @@ def test_train_without_a_preset_says_it_uses_the_built_in_defaults(tmp_path, cap
                        "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("manifold-ae train: no --preset given: the built-in defaults (data.dataset = ")
+
+
+def test_stands_apart_false_alarm_is_the_renyi_closed_form():
+    """r = (s_(k) - s_(k+1)) / (s_(k+1) - s_(m)) of i.i.d. exponential scores exceeds c with probability
+    prod_{i=k+1}^{m-1} i / (i + c k): against a Monte Carlo of 40000 draws, and the telescoped product by hand."""
+    from manifold_ae.anomaly.metrics import stands_apart, stands_apart_false_alarm
+
+    assert stands_apart_false_alarm(120, 1, 3.0) == pytest.approx(2 * 3 * 4 / (60 * 61 * 62), rel=1e-12)
+    rng = np.random.default_rng(2)
+    for n, k, c in ((8, 1, 1.0), (10, 2, 0.5), (40, 1, 0.5), (40, 2, 0.3), (121, 1, 1.0)):
+        draws = rng.exponential(size=(40000, n))
+        r = np.array([stands_apart(row, k)[0] for row in draws])
+        p = stands_apart_false_alarm(n, k, c)
+        se = math.sqrt(p * (1 - p) / len(r))
+        assert abs(float(np.mean(r > c)) - p) < 4 * se + 1e-4, (n, k, c, float(np.mean(r > c)), p)
+    assert stands_apart([1.0, 2.0, 3.0], 1) is None  # no upper half beneath the second largest
+    with pytest.raises(ValueError, match="k must be a positive rank"):
+        stands_apart([1.0, 2.0, 3.0, 4.0], 0)
+
+
+def test_a_threshold_set_by_one_outlying_normal_image_warns_and_names_it(runs, tmp_path, capsys):
+    """120 exponential held-out scores and one planted 20 x the rest: the fpr_bound threshold sits on it, the
+    threshold record names it, and predict repeats the warning; without the plant nothing warns."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    base = rng.exponential(size=120)
+    paths = [f"normal/{i:03d}.png" for i in range(121)]
+    planted = ScoredSet(torch.zeros(121, 4, 4), torch.tensor([*base, 20 * base.max()]), paths)
+    with pytest.warns(UserWarning, match=r"set by one held-out normal image, normal/120\.png"):
+        thr = thresholds_from_normal(planted, quantile=0.99, fpr=0.02, confidence=0.9)
+    assert thr["k_largest"] == 1 and thr["set_by"] == "normal/120.png" and thr["stands_apart"] > 3
+    clean = ScoredSet(torch.zeros(120, 4, 4), torch.tensor(base), paths[:120])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = thresholds_from_normal(clean, quantile=0.99, fpr=0.02, confidence=0.9)
+    assert "outlier_warning" not in quiet and quiet["set_by"] == paths[int(np.argmax(base))]
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    state = torch.load(runs["masked"] / "checkpoint.pt", weights_only=False)
+    state["thresholds"] = thr
+    torch.save(state, ckpt)
+    assert predict_main([str(ckpt.parent), str(runs["masked_data"] / "abnormal"), "--out", str(tmp_path / "p"),
+                         "--no-heatmaps"]) == 0
+    assert "set by one held-out normal image, normal/120.png" in capsys.readouterr().err
+    assert "normal/120.png" in read(tmp_path / "p" / "scores.json")["threshold_warning"]

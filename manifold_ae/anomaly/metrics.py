@@ -7,6 +7,7 @@ distinct score, and AUROC equals the Mann-Whitney statistic with ties counted on
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,8 @@ from scipy import ndimage
 from manifold_ae.checks import check_choice, check_fraction
 
 __all__ = ["auroc", "roc_curve", "average_precision", "f1_max", "pro_curve", "aupro", "threshold_from_normal",
-           "fpr_bound_rank", "threshold_with_fpr_bound", "pixel_metrics", "image_metrics"]
+           "fpr_bound_rank", "threshold_with_fpr_bound", "stands_apart", "stands_apart_false_alarm", "pixel_metrics",
+           "image_metrics"]
 
 
 # ---------------------------------------------------------------------------- input handling
@@ -236,6 +238,41 @@ def threshold_with_fpr_bound(scores: Any, *, fpr: float, confidence: float) -> t
     s = np.sort(_scores(scores, "scores"))[::-1]
     k, prob = fpr_bound_rank(int(s.size), fpr=fpr, confidence=confidence)
     return float(s[k - 1]), k, prob
+
+
+def stands_apart(scores: Any, k: int) -> tuple[float, int] | None:
+    """How far the ``k``-th largest score stands apart from the rest: ``(r, index)`` or None (too few scores).
+
+    ``r = (s_(k) − s_(k+1)) / (s_(k+1) − s_(m))`` with ``s_(i)`` the i-th largest of the n scores and
+    ``m = ceil(n / 2)`` (the upper median): the gap below the threshold's score over the spread of the upper half
+    beneath it. ``index`` is the position of ``s_(k)`` in ``scores``. A large ``r`` means one image alone sets a
+    threshold at ``s_(k)``: an outlier among the normal images (mislabelled, or a rare kind of normal). The
+    probability of ``r > c`` for exponential-tailed scores is :func:`stands_apart_false_alarm`.
+    """
+    s = _scores(scores, "scores")
+    n, m = int(s.size), math.ceil(int(s.size) / 2)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive rank, got {k!r}")
+    if m <= k + 1:
+        return None
+    order = np.argsort(-s, kind="stable")
+    top, below, median = s[order[k - 1]], s[order[k]], s[order[m - 1]]
+    spread = below - median
+    if spread <= 0:
+        return (math.inf if top > below else 0.0), int(order[k - 1])
+    return float((top - below) / spread), int(order[k - 1])
+
+
+def stands_apart_false_alarm(n: int, k: int, factor: float) -> float:
+    """P(r > ``factor``) for :func:`stands_apart` when the n scores are i.i.d. exponential.
+
+    By Rényi's representation the spacings s_(i) − s_(i+1) of exponential order statistics are independent
+    E_i / i with E_i ~ Exp(1), so with D = Σ_{i=k+1}^{m−1} E_i / i, P(E_k / k > c D) = E exp(−c k D) =
+    Π_{i=k+1}^{m−1} i / (i + c k) (m = ceil(n / 2)). Lighter tails (Gaussian scores) alarm less often; heavier
+    ones more.
+    """
+    m = math.ceil(n / 2)
+    return float(np.prod([i / (i + factor * k) for i in range(k + 1, m)]))
 
 
 def _at_threshold(y: np.ndarray, s: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:

@@ -115,7 +115,8 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
 
     A file that cannot be read is listed under ``failures`` (path and reason) and the rest are scored; with
     no stored threshold ``anomalous`` is null and ``no_decision`` says why; a threshold from fewer held-out
-    images than its quantile needs is stated in ``threshold_warning`` (``pipeline.threshold_support``).
+    images than its quantile needs is stated in ``threshold_warning`` (``pipeline.threshold_support``), and so is
+    a threshold set by one held-out image whose score stands apart from the rest (``outlier_warning``).
     """
     from manifold_ae.images.pipeline import fpr_bound_warning, threshold_support
 
@@ -147,6 +148,8 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], *, out_dir: st
                                     achieved=float(thresholds["confidence"]), needed=int(thresholds["images_needed"]))
     elif thresholds and thresholds.get("num_images") and thresholds.get("quantile") is not None:
         warning = threshold_support(int(thresholds["num_images"]), quantile=float(thresholds["quantile"]))["warning"]
+    if thresholds and thresholds.get("outlier_warning"):  # one held-out image sets the threshold (pipeline._set_by)
+        warning = "; ".join(w for w in (warning, thresholds["outlier_warning"]) if w)
     if readable:
         scored = pipe.score_paths(readable)
         vmax = 2 * thresholds["pixel"] if thresholds else float(scored.heatmaps.max())

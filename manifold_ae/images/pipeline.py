@@ -521,6 +521,10 @@ def thresholds_from_normal(scored: ScoredSet, *, quantile: float, fpr: float = 0
       held-out ones is at most ``fpr`` with probability ``confidence`` (``anomaly.metrics.fpr_bound_rank``,
       distribution-free). Too few images for that confidence give the maximum and a warning with the confidence
       it has and the number of images needed.
+
+    Both rules record the held-out image the threshold sits on (``set_by``, the ``k_largest``-th score) and how far
+    its score stands apart (``stands_apart``); past :data:`STANDS_APART` they warn and name it (``outlier_warning``):
+    one mislabelled or unusual "normal" image can put the threshold above every defect.
     """
     from manifold_ae.anomaly.metrics import threshold_from_normal, threshold_with_fpr_bound
 
@@ -533,7 +537,7 @@ def thresholds_from_normal(scored: ScoredSet, *, quantile: float, fpr: float = 0
         return {"image": threshold_from_normal(scored.scores, quantile=quantile), "pixel": pixel, "rule": "quantile",
                 "quantile": float(quantile), "num_images": n, "supported_fpr": support["supported_fpr"],
                 "images_needed": support["images_needed"], "k_largest": support["k_largest"],
-                "confidence": support["confidence"]}
+                "confidence": support["confidence"]} | _set_by(scored, support["k_largest"])
     image, k, prob = threshold_with_fpr_bound(scored.scores, fpr=fpr, confidence=confidence)
     needed = math.ceil(math.log1p(-confidence) / math.log1p(-fpr) - 1e-9)  # the max reaches it from here on
     warning = fpr_bound_warning(n, fpr=fpr, confidence=confidence, achieved=prob, needed=needed)
@@ -541,7 +545,34 @@ def thresholds_from_normal(scored: ScoredSet, *, quantile: float, fpr: float = 0
         warnings.warn(warning, stacklevel=2)
     return {"image": image, "pixel": pixel, "rule": "fpr_bound", "quantile": float(quantile), "fpr": float(fpr),
             "requested_confidence": float(confidence), "confidence": prob, "k_largest": k, "num_images": n,
-            "supported_fpr": 1.0 / n, "images_needed": needed}
+            "supported_fpr": 1.0 / n, "images_needed": needed} | _set_by(scored, k)
+
+
+#: a threshold image whose gap to the next score is this many times the spread of the upper half beneath it
+STANDS_APART = 3.0
+
+
+def _set_by(scored: ScoredSet, k: int) -> dict[str, Any]:
+    """Which held-out image's score the image threshold sits on (the ``k``-th largest), and a warning naming it
+    when that score stands apart from the rest (``anomaly.metrics.stands_apart`` > :data:`STANDS_APART`)."""
+    from manifold_ae.anomaly.metrics import stands_apart, stands_apart_false_alarm
+
+    found = stands_apart(scored.scores, k)
+    if found is None:
+        return {}
+    ratio, index = found
+    out = {"set_by": scored.paths[index], "stands_apart": ratio}
+    if ratio > STANDS_APART:
+        n = int(scored.scores.numel())
+        out["outlier_warning"] = (
+            f"the image threshold is set by one held-out normal image, {scored.paths[index]}: its score stands apart "
+            f"from the others (gap to the next score {ratio:.3g} times the spread of the upper half below it; "
+            f"exponential-tailed normal scores do this with probability "
+            f"{stands_apart_false_alarm(n, k, STANDS_APART):.2g}). Look at it: if it is not a normal image, remove it "
+            "from the normal images and train or evaluate again; if it is normal, the threshold is valid, but every "
+            "defect scoring below it will pass")
+        warnings.warn(out["outlier_warning"], stacklevel=3)
+    return out
 
 
 def fpr_bound_warning(n: int, *, fpr: float, confidence: float, achieved: float, needed: int) -> str | None:
