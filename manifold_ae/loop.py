@@ -15,7 +15,7 @@ from torch import nn
 
 from manifold_ae.checks import check_int, check_positive
 
-__all__ = ["train_step", "check_finite", "fit", "cosine_schedule", "random_crop", "sample_seeds"]
+__all__ = ["train_step", "check_finite", "fit", "cosine_schedule", "random_crop", "random_flip", "sample_seeds"]
 
 
 def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -29,6 +29,18 @@ def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = 
     top = torch.randint(0, h - size + 1, (b,), generator=generator).tolist()
     left = torch.randint(0, w - size + 1, (b,), generator=generator).tolist()
     return torch.stack([x[i, :, t:t + size, l:l + size] for i, (t, l) in enumerate(zip(top, left))])
+
+
+def random_flip(x: torch.Tensor, flips: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (B, C, H, W) replaced by g x for an element g of the flip group ``flips`` (``models.flips``),
+    drawn uniformly per image on the CPU (from ``generator``, else the global RNG). ``none`` returns ``x``."""
+    from manifold_ae.models.flips import flip_group
+
+    group = flip_group(flips)
+    if len(group) == 1:
+        return x
+    which = torch.randint(0, len(group), (x.shape[0],), generator=generator).tolist()
+    return torch.stack([x[i].flip(group[j]) if group[j] else x[i] for i, j in enumerate(which)])  # dims < 0
 
 
 def _mix64(z: int) -> int:

@@ -132,3 +132,24 @@ def test_an_export_with_flips_matches_the_pipeline(tmp_path):
     ref, onnx = pipe(x), OnnxPipeline(pipe, tmp_path / "export")(x)
     assert float((onnx.heatmap - ref.heatmap).abs().max()) <= 1e-4 * float(ref.heatmap.abs().max())
     assert float((onnx.score - ref.score).abs().max()) <= 1e-4 * float(ref.score.abs().max())
+
+
+def test_random_flip_draws_each_group_element_uniformly_per_image():
+    """Every output image is one of its four flips; over 4000 images each element's count is a Binomial(4000,
+    1/4) rate (within 4 standard deviations); 'none' is the identity and consumes no randomness."""
+    from manifold_ae.loop import random_flip
+
+    x = torch.rand(4000, 1, 3, 5, generator=torch.Generator().manual_seed(7))  # no image equals its flips
+    out = random_flip(x, "hv", generator=torch.Generator().manual_seed(8))
+    hits = torch.stack([(out == flipped(x, d)).flatten(1).all(dim=1) for d in BY_HAND["hv"]])  # (4, N)
+    assert bool((hits.sum(dim=0) == 1).all())
+    sd = (4000 * 0.25 * 0.75) ** 0.5
+    assert bool(((hits.sum(dim=1).float() - 1000).abs() < 4 * sd).all()), hits.sum(dim=1)
+    h = random_flip(x, "h", generator=torch.Generator().manual_seed(8))
+    assert bool(((h == x).flatten(1).all(1) | (h == x.flip(-1)).flatten(1).all(1)).all())
+    gen = torch.Generator().manual_seed(9)
+    assert random_flip(x, "none", generator=gen) is x and torch.equal(gen.get_state(),
+                                                                      torch.Generator().manual_seed(9).get_state())
+    with pytest.raises(ValueError, match="train.flips"):
+        from manifold_ae.images.config import TrainConfig
+        TrainConfig(flips="x")

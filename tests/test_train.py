@@ -50,8 +50,9 @@ def crash_on_call(monkeypatch, n: int) -> list[int]:
     return calls
 
 
-def test_killed_and_resumed_run_ends_with_identical_weights(data_root, tmp_path, monkeypatch):
-    steps = ["--train.steps=7", "--train.checkpoint_every=3"]  # checkpoint at step 3 = mid-epoch 1
+@pytest.mark.parametrize("extra", [[], ["--train.flips=hv"]])  # flips: the stored per-rank RNG state restores them
+def test_killed_and_resumed_run_ends_with_identical_weights(data_root, tmp_path, monkeypatch, extra):
+    steps = ["--train.steps=7", "--train.checkpoint_every=3", *extra]  # checkpoint at step 3 = mid-epoch 1
     assert main(args(data_root, tmp_path / "full", *steps)) == 0
     full = load_checkpoint(tmp_path / "full")
 
@@ -110,7 +111,7 @@ def test_resume_without_the_stored_rng_states_is_exact_for_corruptions_and_diver
     a, b = load_checkpoint(tmp_path / "full")["model"], load_checkpoint(tmp_path / "cut")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    steps = [*steps, "--train.crop=16"]
+    steps = [*steps, "--train.crop=16", "--train.flips=hv"]  # flips draw from the same stream as the crops
     tmp_path = tmp_path / "crop"
     assert main(args(data_root, tmp_path / "full", *steps)) == 0
     crash_on_call(monkeypatch, 4)

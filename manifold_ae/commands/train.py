@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from manifold_ae.images.config import (CHECKPOINT_NAME, Config, describe_keys, load_config, parse_overrides,
                                        save_config)
-from manifold_ae.loop import check_finite, cosine_schedule, random_crop, sample_seeds, train_step
+from manifold_ae.loop import check_finite, cosine_schedule, random_crop, random_flip, sample_seeds, train_step
 from manifold_ae.commands.check_data import checked_datasets
 from manifold_ae.images.pipeline import (PATCH_BANK_SIZE, Pipeline, build_model, build_objective,
                                          ensure_normal_stats, load_checkpoint, patch_bank, resolve_device,
@@ -284,7 +284,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
         wrapped = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # ---- per-rank randomness (crop offsets): restored exactly on resume with the same world size. The
+    # ---- per-rank randomness (crop offsets, flips): restored exactly on resume with the same world size. The
     # corruptions do not use it: each sample's corruption is seeded from (seed, step, its global position)
     _seed_everything(tc.seed + 1_000_003 * (ctx.rank + 1))
     if checkpoint is not None:
@@ -354,6 +354,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                 x = item["image"].to(device, non_blocking=True)  # (B, C, H, W) in [0, 1]
                 if tc.crop:
                     x = random_crop(x, tc.crop)  # (B, C, crop, crop)
+                x = random_flip(x, tc.flips)  # the same per-rank RNG stream as the crops; none: x itself
                 x = x.contiguous(memory_format=memory_format)
                 # sample i of this rank is sample i * K + rank of the global batch (DistributedSampler's order)
                 seeds = sample_seeds(seed=tc.seed, step=step, positions=range(ctx.rank, tc.batch_size,

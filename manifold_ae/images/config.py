@@ -212,6 +212,9 @@ class TrainConfig:
     the model in ``torch.compile``. ``crop > 0`` trains on random
     ``crop`` x ``crop`` windows of the ``data.image_size`` images (one per image and step; the fully
     convolutional model still scores whole images), so a higher resolution costs no more per step.
+    ``flips`` replaces each training image by a uniformly drawn element of a flip group (``none``, ``h``,
+    ``hv`` as ``score.flips``, ``models.flips``), before the corruption: augmentation that makes the normal
+    training distribution closed under the group.
     """
 
     steps: int = 1000
@@ -229,8 +232,12 @@ class TrainConfig:
     log_every: int = 10
     out_dir: str = "runs/train"
     crop: int = 0
+    flips: str = "none"
 
     def __post_init__(self) -> None:
+        from manifold_ae.models.flips import FLIPS
+
+        check_choice(self.flips, "train.flips", FLIPS)
         check_int(self.steps, "train.steps", minimum=1)
         check_int(self.batch_size, "train.batch_size", minimum=1)
         check_positive(self.lr, "train.lr")
