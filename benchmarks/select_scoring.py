@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     record["ranking"] = {seed: r for seed, r in ranks.items()}
     record["kendall_tau"] = {f"{a}-{b}": float(kendalltau([ranks[a].index(n) for n in names],
                                                           [ranks[b].index(n) for n in names]).statistic)
-                             for a, b in itertools.combinations(seeds, 2)}
+                             for a, b in itertools.combinations(seeds, 2)} if len(names) > 1 else None  # one option
     record["winner"] = max(names, key=lambda n: record["options"][n]["score"])
     write_json(Path(args.out), record)
     print(f"winner: {record['winner']}; Kendall tau between draws: {record['kendall_tau']}")
