@@ -222,3 +222,33 @@ def test_a_run_trained_with_normalised_levels_stores_its_statistics_and_evaluate
     assert evaluate_main([str(out), "--out", str(tmp_path / "ev"), "--no-progress", "--overlays=0",
                           "--score.scales=1,2,8"]) == 0  # refitted for the other scales on training images
     assert read(tmp_path / "ev" / "metrics.json")["metrics"]["all"]["image_auroc"] is not None
+
+
+class _FlipAveragedByHand(torch.nn.Module):
+    """f̄(x) = mean over the four hv flips g of g⁻¹ f(g x), written out here (the reference for score.flips)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = [(), (-1,), (-2,), (-2, -1)]
+        out = [self.model(x.flip(d) if d else x) for d in dims]
+        return torch.stack([o.flip(d) if d else o for o, d in zip(out, dims)]).mean(0)
+
+
+def test_evaluate_can_score_a_run_with_flip_averaging_it_was_not_trained_with(run, tmp_path):
+    """``evaluate --score.flips=hv`` on a run trained with score.flips = none scores f̄, as the hand-written
+    average does, and records the flips in its protocol."""
+    assert evaluate_main([str(run["run"]), "--out", str(tmp_path / "ev"), "--no-progress", "--overlays=0",
+                          "--score.flips=hv"]) == 0
+    written = {r["path"]: r["score"] for r in read(tmp_path / "ev" / "scores.json")["images"]}
+    plain = {r["path"]: r["score"] for r in read(run["eval"] / "scores.json")["images"]}
+    pipe = Pipeline.from_checkpoint(run["run"], device="cpu")
+    assert pipe.score_config.flips == "none"
+    pipe.model = _FlipAveragedByHand(pipe.model)
+    paths = sorted(written)
+    ref = pipe.score_paths([Path(p) for p in paths]).scores.tolist()
+    assert [written[p] for p in paths] == pytest.approx(ref, rel=1e-4)
+    assert any(abs(written[p] - plain[p]) > 1e-3 * abs(plain[p]) for p in paths)  # not the flip-free scores
+    assert "flips" in json.dumps(read(tmp_path / "ev" / "metrics.json"))

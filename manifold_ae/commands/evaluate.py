@@ -31,7 +31,8 @@ __all__ = ["main", "evaluate", "score_splits", "metrics_for", "markdown_table", 
 #: config keys ``evaluate`` may override (the rest must match training, or the held-out split would move)
 EVALUATE_KEYS = frozenset({"data.root", "data.num_workers", "score.sigma", "score.reduction", "score.topk",
                            "score.threshold_quantile", "score.batch_size", "score.scales", "score.level_norm",
-                           "score.stats_images", "score.threshold_fpr", "score.threshold_confidence"})
+                           "score.stats_images", "score.threshold_fpr", "score.threshold_confidence",
+                           "score.flips"})
 
 TABLE_COLUMNS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO@0.3"),
                  ("pixel_ap", "pixel AP"), ("image_f1", "image F1 @thr"), ("pixel_f1_max", "pixel F1-max"))
