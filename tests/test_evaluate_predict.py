@@ -251,4 +251,6 @@ def test_evaluate_can_score_a_run_with_flip_averaging_it_was_not_trained_with(ru
     ref = pipe.score_paths([Path(p) for p in paths]).scores.tolist()
     assert [written[p] for p in paths] == pytest.approx(ref, rel=1e-4)
     assert any(abs(written[p] - plain[p]) > 1e-3 * abs(plain[p]) for p in paths)  # not the flip-free scores
-    assert "flips" in json.dumps(read(tmp_path / "ev" / "metrics.json"))
+    recorded = read(tmp_path / "ev" / "metrics.json")
+    assert recorded["config"]["score"]["flips"] == "hv" and "flips 'hv'" in recorded["protocol"]["score"]
+    assert read(run["eval"] / "metrics.json")["config"]["score"]["flips"] == "none"
