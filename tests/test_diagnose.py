@@ -14,7 +14,8 @@ from manifold_ae.commands.diagnose import main
 from manifold_ae.commands.train import main as train_main
 from manifold_ae.images.baselines import fit_pca, pca_state
 from manifold_ae.images.diagnose import (DefectBatch, conservation_curve, gate_aurocs, hutchinson_frobenius,
-                                         idempotence_ratio, jacobian_excess, make_defects, rademacher)
+                                         idempotence_ratio, jacobian_excess, localisation_by_scale, make_defects,
+                                         rademacher)
 from manifold_ae.manifolds.translation import TranslationManifold, band_limited_template
 from test_train import TINY
 
@@ -112,6 +113,71 @@ def test_conservation_of_the_identity_the_clean_map_and_a_half_removal():
         assert r["changed_outside"] == pytest.approx(0.25, rel=1e-5)   # ‖x̃/2 − x̃‖² = ‖x/2‖² outside m
 
 
+def test_localisation_by_scale_of_a_restorer_the_identity_and_a_faint_region_in_noise():
+    d = _defects()
+    # a map that returns the clean images leaves exactly the defect in the residual: AUROC 1 at scale 1;
+    # the identity leaves nothing anywhere: every pixel ties, AUROC 1/2 at every scale
+    assert localisation_by_scale(lambda t: d.x, d, scales=(1,))[0]["pixel_auroc"] == 1.0
+    assert [r["pixel_auroc"] for r in localisation_by_scale(lambda t: t, d)] == [0.5] * 5
+    # a faint region (+δ over a 32 × 32 square of 64 × 64 images) under i.i.d. residual noise N(0, σ²): at scale 1
+    # the AUROC is P(|δ + Z₁| > |Z₂|) = E[2 Φ(|δ + Z₁| / σ) − 1] (closed form, by quadrature); 8 × 8 local means
+    # shrink the noise to σ / 8 and separate the region but for the blocks its border blurs
+    from scipy import integrate, stats
+
+    delta, sigma, n = 0.1, 0.3, 8
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(n, 1, 64, 64, generator=g, dtype=torch.float64)
+    mask = torch.zeros(n, 1, 64, 64, dtype=torch.float64)
+    mask[..., 16:48, 16:48] = 1
+    noise = {}
+
+    def f(t):   # the clean image plus a fixed noise field per input: the residual is the defect minus the noise
+        key = bool(torch.equal(t, x))
+        if key not in noise:
+            noise[key] = sigma * torch.randn(t.shape, generator=g, dtype=t.dtype)
+        return x + noise[key]
+
+    region = DefectBatch(x, mask, x + delta, "region")
+    rows = localisation_by_scale(f, region, scales=(1, 2, 8, 128))
+    assert [r["scale"] for r in rows] == [1, 2, 8]   # 128 is larger than the images
+    expected, _ = integrate.quad(lambda z: (2 * stats.norm.cdf(abs(delta + z) / sigma) - 1)
+                                 * stats.norm.pdf(z, scale=sigma), -8 * sigma, 8 * sigma)
+    assert rows[0]["pixel_auroc"] == pytest.approx(expected, abs=0.01)   # s.e. ≈ 0.003 for 8192 positives
+    assert rows[0]["pixel_auroc"] < rows[1]["pixel_auroc"] < rows[2]["pixel_auroc"]
+    assert rows[2]["pixel_auroc"] > 0.95
+    with pytest.raises(ValueError, match="scales"):
+        localisation_by_scale(f, region, scales=(65,))
+    with pytest.raises(ValueError, match="no pixel"):
+        localisation_by_scale(f, DefectBatch(x, 0 * mask, x, "none"))
+
+
+class _LeftHalfTwice(nn.Module):
+    """x ↦ 2x on the left half of the columns, 0 on the right: its left-right flip average is the identity."""
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        w = torch.zeros(t.shape[-1], dtype=t.dtype)
+        w[: t.shape[-1] // 2] = 2
+        return t * w
+
+
+def test_diagnose_measures_the_flip_averaged_map_that_evaluate_scores():
+    from manifold_ae.images.config import ScoreConfig
+    from manifold_ae.images.diagnose import diagnose_model
+    from manifold_ae.images.pipeline import Pipeline
+
+    x = _images(3, size=16)
+    results = {flips: diagnose_model(Pipeline(_LeftHalfTwice(), image_size=16, channels=1,
+                                              score=ScoreConfig(flips=flips, sigma=0.0)),
+                                     x, kinds=("synthetic_blob",), probes=1) for flips in ("none", "h")}
+    averaged = results["h"]   # (2x·[left] + flip(2 flip(x)·[left])) / 2 = x: the identity
+    assert averaged["flips"] == "h" and averaged["jacobian"]["excess_clean"]["max"] == pytest.approx(0, abs=1e-6)
+    blob = averaged["defects"]["synthetic_blob"]
+    assert all(r["passed_inside"] == pytest.approx(1) for r in blob["conservation"])
+    assert [r["pixel_auroc"] for r in blob["localisation"]] == [0.5] * 5   # the residual is 0 everywhere
+    # one pass of the model: the right half is zeroed, so half of a random probe is lost
+    assert results["none"]["jacobian"]["excess_clean"]["mean"] == pytest.approx(1.0, abs=0.15)
+
+
 class _GateStub(nn.Module):
     """A model whose only gate map is the given per-pixel field, at full resolution."""
 
@@ -182,6 +248,10 @@ def test_diagnose_command_writes_every_file_and_measures_the_pca_baseline(tiny_r
     assert abs(jac["frobenius_sq"]["mean"] - 5) < 4 * jac["frobenius_sq_mean_standard_error"] + 1e-6
     model = record["models"]["model"]
     assert len(model["defects"]["synthetic_blob"]["conservation"]) == 7
+    assert record["flips"] == "none" and model["flips"] == "none"
+    loc = model["defects"]["synthetic_blob"]["localisation"]
+    assert [r["scale"] for r in loc] == [1, 2, 4, 8, 16] and all(0 <= r["pixel_auroc"] <= 1 for r in loc)
+    assert (out / "figures" / "localisation.png").stat().st_size > 0
     gates = model["defects"]["synthetic_blob"]["gates"]
     assert [g["level_size"] for g in gates] == [16, 32]   # depth 2: two gated levels, coarsest first
     assert all(0 <= g["auroc_closed"] <= 1 for g in gates)

@@ -6,8 +6,10 @@
 On the run's held-out normal images (the split stored in its checkpoint, as ``evaluate`` builds it) and on the
 same images with seeded synthetic defects of exact masks (:mod:`manifold_ae.images.validation`), at opacities
 0.05 .. 1: idempotence, the conservation curve (removed inside the mask, changed outside it), the skip gates
-against the mask, and Jacobian probes by JVPs (:mod:`manifold_ae.images.diagnose`). Writes ``diagnose.json``,
-``diagnose.md`` and ``figures/conservation.png``, ``figures/gates.png`` into ``RUN/diagnose`` (or ``--out``).
+against the mask, the pixel AUROC of the residual at each block scale, and Jacobian probes by JVPs
+(:mod:`manifold_ae.images.diagnose`), all of the map ``evaluate`` scores (averaged over ``score.flips``). Writes
+``diagnose.json``, ``diagnose.md`` and ``figures/conservation.png``, ``figures/gates.png``,
+``figures/localisation.png`` into ``RUN/diagnose`` (or ``--out``).
 """
 from __future__ import annotations
 
@@ -95,7 +97,8 @@ def markdown_report(record: dict[str, Any]) -> str:
     lines = [f"# diagnose {record['run']}", "",
              f"{record['num_images']} held-out normal images, {record['values_per_image']} values each "
              f"(the identity's ‖J‖_F²), defects {', '.join(record['kinds'])} (seed {record['seed']}), "
-             f"{record['probes']} Rademacher probes per image.", "",
+             f"{record['probes']} Rademacher probes per image; each map averaged over flips "
+             f"{record.get('flips', 'none')!r} (score.flips, as evaluate scores).", "",
              "| model | idempotence clean (median / mean) | ‖J‖_F² (mean ± s.e.) | ‖J‖_F² / values | "
              "‖(J−I)v‖²/‖v‖² clean | same outside defects |", "|" + " --- |" * 6]
     for name, m in record["models"].items():
@@ -106,6 +109,17 @@ def markdown_report(record: dict[str, Any]) -> str:
                      f"{_cell(jac['frobenius_sq_mean_standard_error'], 2)} | "
                      f"{_cell(jac['frobenius_sq_per_value']['mean'])} | {_cell(jac['excess_clean']['mean'])} | "
                      f"{_cell(sum(outside) / len(outside)) if outside else '–'} |")
+    scales = [r["scale"] for r in next(iter(record["models"].values()))["defects"][record["kinds"][0]]
+              ["localisation"]]
+    lines += ["", "## Localisation by scale: pixel AUROC of the residual compared at s × s local means alone "
+                  "(opacity 1)", "",
+              "Near 1/2 at every scale: the residual does not hold the defect (the map passes it through, T7), and "
+              "no `score.scales` can localise it.", "",
+              "| model | defect | " + " | ".join(f"s = {s}" for s in scales) + " |", "|" + " --- |" * (2 + len(scales))]
+    for name, m in record["models"].items():
+        for kind in record["kinds"]:
+            cells = [_cell(r["pixel_auroc"]) for r in m["defects"][kind]["localisation"]]
+            lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
     for kind in record["kinds"]:
         lines += ["", f"## {kind}: conservation (removed inside / passed inside / changed outside / detection "
                       "AUROC)", "",
@@ -167,6 +181,19 @@ def _figures(record: dict[str, Any], out_dir: Path) -> list[str]:
     fig.tight_layout()
     written.append(save_figure(fig, out_dir, "gates"))
     plt.close(fig)
+    names = list(record["models"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for i, kind in enumerate(kinds):
+            rows = record["models"][name]["defects"][kind]["localisation"]
+            ax.plot([str(r["scale"]) for r in rows], [r["pixel_auroc"] for r in rows], "o-", color=f"C{i}",
+                    label=kind)
+        ax.axhline(0.5, color="0.7", lw=0.8)
+        ax.set(title=name, xlabel="block scale s (px)", ylabel="pixel AUROC at that scale alone", ylim=(0.3, 1.02))
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    written.append(save_figure(fig, out_dir, "localisation"))
+    plt.close(fig)
     return written
 
 
@@ -203,7 +230,8 @@ def diagnose(run: str | Path, *, out_dir: str | Path | None = None, compare_dir:
                                       step=lambda _: bar.update())
     bar.close()
     first = next(iter(models.values()))
-    record = {"run": str(run), "step": pipe.step, "seed": seed, "probes": probes, "kinds": list(kinds),
+    record = {"run": str(run), "step": pipe.step, "seed": seed, "probes": probes, "flips": pipe.score_config.flips,
+              "kinds": list(kinds),
               "opacities": [float(a) for a in opacities], "num_images": first["num_images"],
               "values_per_image": first["values_per_image"], "models": models, "skipped": skipped,
               "held_out": f"the run's held-out normal images (holdout_fraction = "
@@ -220,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``manifold-ae diagnose RUN [--out DIR] [--compare DIR] [--kinds a,b] [--max-images N] [--probes P]``."""
     p = argparse.ArgumentParser(prog="manifold-ae diagnose", allow_abbrev=False,
                                 description="How projection-like is a trained image model: idempotence, "
-                                            "conservation of clean pixels, skip gates, Jacobian probes.")
+                                            "conservation of clean pixels, localisation by scale, skip gates, "
+                                            "Jacobian probes.")
     p.add_argument("run", help=f"run directory or {CHECKPOINT_NAME} file")
     p.add_argument("--out", default=None, help="output directory (default: <run directory>/diagnose)")
     p.add_argument("--compare", default=None, help="the --out folder of manifold-ae compare: its PCA baseline "

@@ -10,6 +10,8 @@ same images with exact synthetic defects (:mod:`manifold_ae.images.validation`):
 * :func:`conservation_curve` removed fraction inside the mask and relative change outside it as the defect's
   opacity a grows, ``x̃ = (1 − a m) x + a m c`` with the same mask m and content c at every a;
 * :func:`gate_aurocs`        the gated U-Net's skip gates against the defect mask, one AUROC per level;
+* :func:`localisation_by_scale` the pixel AUROC of the residual compared at one block scale at a time: whether
+  any scale of ``score.scales`` could localise the defect, or whether the model conserves it (T7, T8);
 * :func:`hutchinson_frobenius` and :func:`jacobian_excess`: Jacobian probes by Jacobian-vector products with
   Rademacher vectors only (never the full Jacobian, which has (C H W)² entries).
 """
@@ -23,17 +25,21 @@ import torch
 from torch import nn
 
 from manifold_ae.anomaly.metrics import auroc
+from manifold_ae.anomaly.scoring import pyramid_residuals, smooth
 from manifold_ae.checks import check_int
 from manifold_ae.images.pipeline import Pipeline
 from manifold_ae.images.validation import DEFECT_KINDS, validation_corruption
 from manifold_ae.rng import randint
 
-__all__ = ["OPACITIES", "ImageMap", "DefectBatch", "idempotence_ratio", "summarise", "make_defects",
-           "conservation_curve", "detection_aurocs", "gate_aurocs", "rademacher", "hutchinson_frobenius",
+__all__ = ["OPACITIES", "LOCALISATION_SCALES", "ImageMap", "DefectBatch", "idempotence_ratio", "summarise", "make_defects",
+           "conservation_curve", "detection_aurocs", "gate_aurocs", "localisation_by_scale", "rademacher", "hutchinson_frobenius",
            "jacobian_excess", "diagnose_model"]
 
 #: opacities of the conservation curve, from a barely visible defect to a fully pasted one
 OPACITIES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+#: block sizes of :func:`localisation_by_scale`, from the plain residual to 16 × 16 local means
+LOCALISATION_SCALES = (1, 2, 4, 8, 16)
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -178,6 +184,40 @@ def gate_aurocs(model: nn.Module, defects: DefectBatch, *, opacity: float = 1.0)
     return rows
 
 
+@torch.no_grad()
+def localisation_by_scale(f: ImageMap, defects: DefectBatch, *, scales: Sequence[int] = LOCALISATION_SCALES,
+                          sigma: float = 0.0, opacity: float = 1.0) -> list[dict[str, float]]:
+    """Pixel AUROC of the residual compared at one block scale s at a time: could a score localise the defect?
+
+    For each s, the heat map is the squared difference of the s × s local means of the image and of f's output
+    (``anomaly.scoring.pyramid_residuals`` with ``scales=(s,)``: the level ``score.scales`` takes for s),
+    smoothed by ``sigma``. Positives are the defect pixels (mask > 1/2) of the corrupted images at ``opacity``;
+    negatives are their other pixels and every pixel of the clean images, as ``evaluate`` pools normal and
+    defective images. A deviation d spread over a region much larger than s keeps its energy at scale s while
+    uncorrelated residual noise of variance v falls to v / s²; so an AUROC that stays near 1/2 at every scale
+    says the residual does not hold the defect: f passes it through (conservation, T7), and no choice of scales
+    can localise it (T8). Scales larger than the images are left out.
+
+    Returns one ``{"scale", "pixel_auroc"}`` row per scale.
+    """
+    h, w = defects.x.shape[-2:]
+    scales = [int(s) for s in scales if 1 <= int(s) <= min(h, w)]
+    if not scales:
+        raise ValueError(f"scales must hold at least one int in [1, min(H, W) = {min(h, w)}]")
+    x_tilde = defects.at(opacity)  # (B, C, H, W)
+    positive = (defects.mask[:, 0] > 0.5).cpu()  # (B, H, W)
+    if not bool(positive.any()):
+        raise ValueError("the defect masks mark no pixel; expected at least one defect pixel")
+    labels = torch.cat([torch.zeros_like(positive), positive]).flatten().numpy()
+    fx, fy = f(defects.x), f(x_tilde)
+    rows = []
+    for s in scales:
+        levels = [smooth(pyramid_residuals(a, b, scales=(s,))[:, 0], sigma=sigma).cpu()  # (B, H, W)
+                  for a, b in ((defects.x, fx), (x_tilde, fy))]
+        rows.append({"scale": s, "pixel_auroc": auroc(labels, torch.cat(levels).flatten().double().numpy())})
+    return rows
+
+
 def rademacher(shape: Sequence[int], *, generator: torch.Generator, dtype: torch.dtype = torch.float32,
                device: torch.device | str | None = None) -> torch.Tensor:
     """Independent ±1 entries of ``shape``, each with probability 1/2 (drawn on the generator's device)."""
@@ -279,14 +319,17 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
 
     The defects (one per image and kind) and the Rademacher probes are seeded by ``seed`` alone, so two models
     diagnosed with the same x and seed see the same corrupted images and the same probes. ``step(name)`` is
-    called after each part (a progress bar). The images go through ``pipe.model`` in eval mode on
-    ``pipe.device`` in float32 (the map ``evaluate`` scores), in chunks of ``pipe.score_config.batch_size``.
+    called after each part (a progress bar). The images go through ``pipe.reconstruct`` on ``pipe.device`` in
+    float32: the map ``evaluate`` scores, i.e. the model in eval mode averaged over ``score.flips`` (the model
+    itself for ``none``), in chunks of ``pipe.score_config.batch_size``; the gates are those of one pass of the
+    model.
 
     Returns a JSON-ready dict: ``idempotence`` (summary over images, clean and at opacity 1), ``jacobian``
     (``frobenius_sq`` ≈ d of a projection, per image summary, ``frobenius_sq_per_value`` = ÷ C H W, standard
     error, ``excess_clean`` = :func:`jacobian_excess` on clean images and ``excess_outside_defect`` on the
     clean pixels of corrupted images), and per defect kind: ``conservation`` rows (+ ``detection_auroc``),
-    ``gates`` rows.
+    ``gates`` rows and ``localisation`` rows (:func:`localisation_by_scale` at opacity 1, smoothed by
+    ``score.sigma``); ``flips``: the ``score.flips`` the map was averaged over.
     """
     check_int(probes, "probes", minimum=1)
     model = pipe.model.eval()
@@ -294,10 +337,10 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
     x = x.to(pipe.device, torch.float32)  # (B, C, H, W)
 
     def f(t: torch.Tensor) -> torch.Tensor:
-        return model(t)
+        return pipe.reconstruct(t)
 
     def mapped(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([model(c) for c in t.split(batch)])
+        return torch.cat([f(c) for c in t.split(batch)])
 
     def tick(name: str) -> None:
         if step is not None:
@@ -309,6 +352,7 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
     defects = {k: DefectBatch(d.x.to(pipe.device), d.mask.to(pipe.device), d.content.to(pipe.device), k)
                for k, d in defects.items()}
     result: dict[str, Any] = {"num_images": int(x.shape[0]), "values_per_image": int(values),
+                              "flips": pipe.score_config.flips,
                               "idempotence": {"clean": summarise(idempotence_ratio(mapped, x))}}
     for kind, d in defects.items():
         result["idempotence"][kind] = summarise(idempotence_ratio(mapped, d.at(1.0)))
@@ -335,6 +379,7 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
         for row, value in zip(rows, detection_aurocs(pipe, d, opacities=opacities)):
             row["detection_auroc"] = value
         result["defects"][kind] = {"mask_fraction": float(d.mask.mean()), "conservation": rows,
-                                   "gates": gate_aurocs(model, d)}
+                                   "gates": gate_aurocs(model, d),
+                                   "localisation": localisation_by_scale(mapped, d, sigma=pipe.score_config.sigma)}
         tick(kind)
     return result
