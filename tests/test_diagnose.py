@@ -14,8 +14,8 @@ from manifold_ae.commands.diagnose import main
 from manifold_ae.commands.train import main as train_main
 from manifold_ae.images.baselines import fit_pca, pca_state
 from manifold_ae.images.diagnose import (DefectBatch, conservation_curve, gate_aurocs, hutchinson_frobenius,
-                                         idempotence_ratio, jacobian_excess, localisation_by_scale, make_defects,
-                                         rademacher)
+                                         far_residual_ratio, idempotence_ratio, jacobian_excess,
+                                         localisation_by_scale, make_defects, rademacher)
 from manifold_ae.manifolds.translation import TranslationManifold, band_limited_template
 from test_train import TINY
 
@@ -151,6 +151,30 @@ def test_localisation_by_scale_of_a_restorer_the_identity_and_a_faint_region_in_
         localisation_by_scale(f, DefectBatch(x, 0 * mask, x, "none"))
 
 
+def test_far_residual_ratio_is_one_for_a_local_map_and_the_closed_form_for_a_global_shift():
+    x = _images(4, size=32)
+    mask = torch.zeros(4, 1, 32, 32)
+    mask[..., 4:12, 4:12] = 1
+    d = DefectBatch(x, mask, torch.ones_like(x), "square")
+    # f = t/2 keeps every far pixel as on the clean image: ratio 1
+    assert far_residual_ratio(lambda t: 0.5 * t, d) == pytest.approx(1.0)
+    assert math.isnan(far_residual_ratio(lambda t: t, d))   # the identity has no residual to compare
+    # f = t/2 + k·mean(t − x) shifts the whole image by kμ (μ = the defect's mean change per image): far from it the
+    # residual is x/2 − kμ instead of x/2, so the ratio is Σ(x/2 − kμ)² / Σ(x/2)² over the far pixels
+    k = -3.0
+
+    def shift(t):
+        return 0.5 * t + k * (t - x).mean(dim=(1, 2, 3), keepdim=True)
+
+    far = torch.ones(4, 1, 32, 32, dtype=torch.bool)
+    far[..., : 12 + 4, : 12 + 4] = False   # within 4 px of the square (rows and columns 0 .. 15)
+    mu = (d.at(1.0) - x).mean(dim=(1, 2, 3), keepdim=True)
+    expected = float(((0.5 * x - k * mu) ** 2)[far.expand_as(x)].sum() / ((0.5 * x) ** 2)[far.expand_as(x)].sum())
+    assert expected > 1.05 and far_residual_ratio(shift, d) == pytest.approx(expected, rel=1e-5)
+    # the margin: with none, the pixels next to the square count as far too
+    assert far_residual_ratio(shift, d, margin=0) != pytest.approx(expected, rel=1e-5)
+
+
 class _LeftHalfTwice(nn.Module):
     """x ↦ 2x on the left half of the columns, 0 on the right: its left-right flip average is the identity."""
 
@@ -252,6 +276,8 @@ def test_diagnose_command_writes_every_file_and_measures_the_pca_baseline(tiny_r
     loc = model["defects"]["synthetic_blob"]["localisation"]
     assert [r["scale"] for r in loc] == [1, 2, 4, 8, 16] and all(0 <= r["pixel_auroc"] <= 1 for r in loc)
     assert (out / "figures" / "localisation.png").stat().st_size > 0
+    assert model["defects"]["synthetic_blob"]["far_residual_ratio"] > 0 and "far residual ×" in \
+        (out / "diagnose.md").read_text()
     gates = model["defects"]["synthetic_blob"]["gates"]
     assert [g["level_size"] for g in gates] == [16, 32]   # depth 2: two gated levels, coarsest first
     assert all(0 <= g["auroc_closed"] <= 1 for g in gates)

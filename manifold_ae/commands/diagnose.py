@@ -23,7 +23,7 @@ import torch
 
 from manifold_ae.files import write_json, write_text
 from manifold_ae.images.config import CHECKPOINT_NAME
-from manifold_ae.images.diagnose import OPACITIES, diagnose_model
+from manifold_ae.images.diagnose import FAR_MARGIN, OPACITIES, diagnose_model
 from manifold_ae.images.pipeline import Pipeline, build_datasets
 from manifold_ae.images.validation import DEFECT_KINDS
 
@@ -115,10 +115,15 @@ def markdown_report(record: dict[str, Any]) -> str:
                   "(opacity 1)", "",
               "Near 1/2 at every scale: the residual does not hold the defect (the map passes it through, T7), and "
               "no `score.scales` can localise it.", "",
-              "| model | defect | " + " | ".join(f"s = {s}" for s in scales) + " |", "|" + " --- |" * (2 + len(scales))]
+              f"The last column is the residual far from the defect (more than {FAR_MARGIN} px from any pixel of "
+              "blend weight ≥ 0.05) over the clean image's residual there: 1 for a map that answers the defect "
+              "locally, as π_S does (T7 b); above 1 when the answer spreads over the image.", "",
+              "| model | defect | " + " | ".join(f"s = {s}" for s in scales) + " | far residual × |",
+              "|" + " --- |" * (3 + len(scales))]
     for name, m in record["models"].items():
         for kind in record["kinds"]:
             cells = [_cell(r["pixel_auroc"]) for r in m["defects"][kind]["localisation"]]
+            cells.append(_cell(m["defects"][kind]["far_residual_ratio"]))
             lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
     for kind in record["kinds"]:
         lines += ["", f"## {kind}: conservation (removed inside / passed inside / changed outside / detection "

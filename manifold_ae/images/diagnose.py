@@ -10,6 +10,8 @@ same images with exact synthetic defects (:mod:`manifold_ae.images.validation`):
 * :func:`conservation_curve` removed fraction inside the mask and relative change outside it as the defect's
   opacity a grows, ``x̃ = (1 − a m) x + a m c`` with the same mask m and content c at every a;
 * :func:`gate_aurocs`        the gated U-Net's skip gates against the defect mask, one AUROC per level;
+* :func:`far_residual_ratio` the residual far from the defect over the clean image's there: 1 when the map
+  answers the defect locally, as π_S does (T7 b), above 1 when it spreads its answer over the image;
 * :func:`localisation_by_scale` the pixel AUROC of the residual compared at one block scale at a time: whether
   any scale of ``score.scales`` could localise the defect, or whether the model conserves it (T7, T8);
 * :func:`hutchinson_frobenius` and :func:`jacobian_excess`: Jacobian probes by Jacobian-vector products with
@@ -32,11 +34,15 @@ from manifold_ae.images.validation import DEFECT_KINDS, validation_corruption
 from manifold_ae.rng import randint
 
 __all__ = ["OPACITIES", "LOCALISATION_SCALES", "ImageMap", "DefectBatch", "idempotence_ratio", "summarise", "make_defects",
-           "conservation_curve", "detection_aurocs", "gate_aurocs", "localisation_by_scale", "rademacher", "hutchinson_frobenius",
+           "conservation_curve", "detection_aurocs", "gate_aurocs", "localisation_by_scale",
+           "far_residual_ratio", "FAR_MARGIN", "rademacher", "hutchinson_frobenius",
            "jacobian_excess", "diagnose_model"]
 
 #: opacities of the conservation curve, from a barely visible defect to a fully pasted one
 OPACITIES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+#: pixels within this distance (Chebyshev, in px) of a defect pixel are not "far" for :func:`far_residual_ratio`
+FAR_MARGIN = 4
 
 #: block sizes of :func:`localisation_by_scale`, from the plain residual to 16 × 16 local means
 LOCALISATION_SCALES = (1, 2, 4, 8, 16)
@@ -218,6 +224,26 @@ def localisation_by_scale(f: ImageMap, defects: DefectBatch, *, scales: Sequence
     return rows
 
 
+@torch.no_grad()
+def far_residual_ratio(f: ImageMap, defects: DefectBatch, *, opacity: float = 1.0,
+                       margin: int = FAR_MARGIN) -> float:
+    """Does the map answer a defect locally? ``Σ_far ‖x̃ − f(x̃)‖² / Σ_far ‖x − f(x)‖²`` pooled over the images.
+
+    "Far" pixels are those whose (2 ``margin`` + 1)² neighbourhood has blend weight below 0.05 everywhere (a soft
+    mask's shoulder is not far). There x̃ = x up to that weight, so π_S, which keeps every pixel outside the
+    defect, has the clean image's residual: ratio 1. A map whose response to the defect reaches the rest of the
+    image (a tile-wide gain change, say) has a ratio above 1. NaN when the clean residual there is 0 (the
+    identity, an exact restorer) or no pixel is far.
+    """
+    check_int(margin, "margin", minimum=0)
+    near = torch.nn.functional.max_pool2d(defects.mask.float(), 2 * margin + 1, stride=1, padding=margin)
+    far = (near < 0.05).to(defects.x.dtype)  # (B, 1, H, W)
+    clean = float(_energy((defects.x - f(defects.x)) * far).sum())
+    x_tilde = defects.at(opacity)
+    corrupted = float(_energy((x_tilde - f(x_tilde)) * far).sum())
+    return corrupted / clean if clean > 0 else math.nan
+
+
 def rademacher(shape: Sequence[int], *, generator: torch.Generator, dtype: torch.dtype = torch.float32,
                device: torch.device | str | None = None) -> torch.Tensor:
     """Independent ±1 entries of ``shape``, each with probability 1/2 (drawn on the generator's device)."""
@@ -328,8 +354,8 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
     (``frobenius_sq`` ≈ d of a projection, per image summary, ``frobenius_sq_per_value`` = ÷ C H W, standard
     error, ``excess_clean`` = :func:`jacobian_excess` on clean images and ``excess_outside_defect`` on the
     clean pixels of corrupted images), and per defect kind: ``conservation`` rows (+ ``detection_auroc``),
-    ``gates`` rows and ``localisation`` rows (:func:`localisation_by_scale` at opacity 1, smoothed by
-    ``score.sigma``); ``flips``: the ``score.flips`` the map was averaged over.
+    ``gates`` rows, ``localisation`` rows (:func:`localisation_by_scale` at opacity 1, smoothed by
+    ``score.sigma``) and ``far_residual_ratio`` (:func:`far_residual_ratio` at opacity 1); ``flips``: the ``score.flips`` the map was averaged over.
     """
     check_int(probes, "probes", minimum=1)
     model = pipe.model.eval()
@@ -380,6 +406,7 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
             row["detection_auroc"] = value
         result["defects"][kind] = {"mask_fraction": float(d.mask.mean()), "conservation": rows,
                                    "gates": gate_aurocs(model, d),
-                                   "localisation": localisation_by_scale(mapped, d, sigma=pipe.score_config.sigma)}
+                                   "localisation": localisation_by_scale(mapped, d, sigma=pipe.score_config.sigma),
+                                   "far_residual_ratio": far_residual_ratio(mapped, d)}
         tick(kind)
     return result
