@@ -43,6 +43,21 @@ def random_flip(x: torch.Tensor, flips: str, generator: torch.Generator | None =
     return torch.stack([x[i].flip(group[j]) if group[j] else x[i] for i, j in enumerate(which)])  # dims < 0
 
 
+def random_gain(x: torch.Tensor, jitter: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (B, C, H, W) times its own gain g, uniform in [1 − jitter, 1 + jitter] (drawn on the CPU from
+    ``generator``, else the global RNG), clipped to [0, 1]. ``jitter = 0`` returns ``x`` and draws nothing.
+
+    After per-image gain normalisation every training image has the same mean, which a model can learn and then
+    enforce: it answers a large bright or dark region by shifting the rest of the image (docs/theory.md, T7).
+    A jittered gain makes the mean vary, so it is no constraint to enforce."""
+    if jitter == 0:
+        return x
+    if not 0 < jitter < 1:
+        raise ValueError(f"jitter (train.gain_jitter) must be in [0, 1), got {jitter!r}")
+    g = 1 + jitter * (2 * torch.rand(x.shape[0], generator=generator) - 1)  # (B,)
+    return (x * g.to(x.device, x.dtype).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+
+
 def _mix64(z: int) -> int:
     """SplitMix64's finaliser: a bijection of 64-bit integers that spreads every input bit over the output."""
     z = (z + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF

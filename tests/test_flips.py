@@ -153,3 +153,27 @@ def test_random_flip_draws_each_group_element_uniformly_per_image():
     with pytest.raises(ValueError, match="train.flips"):
         from manifold_ae.images.config import TrainConfig
         TrainConfig(flips="x")
+
+
+def test_random_gain_scales_each_image_by_one_uniform_factor_and_zero_draws_nothing():
+    """Each output image is g·x (clipped) with one g per image; over 4000 images g is Uniform(1 − j, 1 + j):
+    its mean within 4 standard errors of 1 and its range reaching both ends; jitter 0 is the identity."""
+    from manifold_ae.images.config import TrainConfig
+    from manifold_ae.loop import random_gain
+
+    x = 0.2 + 0.5 * torch.rand(4000, 1, 3, 5, generator=torch.Generator().manual_seed(7))  # no clipping at j = 0.3
+    out = random_gain(x, 0.3, generator=torch.Generator().manual_seed(8))
+    g = (out / x).flatten(1)  # (N, 15): one factor per image
+    assert torch.allclose(g, g[:, :1].expand_as(g), rtol=1e-5)
+    g = g[:, 0]
+    sd = 0.6 / 12 ** 0.5  # Uniform(0.7, 1.3)
+    assert abs(float(g.mean()) - 1) < 4 * sd / 4000 ** 0.5
+    assert 0.7 <= float(g.min()) < 0.71 and 1.29 < float(g.max()) <= 1.3
+    bright = random_gain(torch.full((50, 1, 2, 2), 0.9), 0.3, generator=torch.Generator().manual_seed(1))
+    assert float(bright.max()) == 1.0 and float(bright.min()) >= 0.9 * 0.7   # clipped to [0, 1]
+    gen = torch.Generator().manual_seed(9)
+    assert random_gain(x, 0.0, generator=gen) is x and torch.equal(gen.get_state(),
+                                                                   torch.Generator().manual_seed(9).get_state())
+    for bad in (-0.1, 1.0, "0.2"):
+        with pytest.raises(ValueError, match="train.gain_jitter"):
+            TrainConfig(gain_jitter=bad)

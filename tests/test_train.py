@@ -50,7 +50,22 @@ def crash_on_call(monkeypatch, n: int) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("extra", [[], ["--train.flips=hv"]])  # flips: the stored per-rank RNG state restores them
+def test_gain_jitter_reaches_the_training_images(data_root, tmp_path, monkeypatch):
+    """The batches train_step sees are the loader's images times one gain per image in [0.8, 1.2]."""
+    seen = []
+    real = train_mod.train_step
+    monkeypatch.setattr(train_mod, "train_step", lambda objective, x, *a, **k: seen.append(x.clone())
+                        or real(objective, x, *a, **k))
+    for name, extra in (("plain", []), ("jitter", ["--train.gain_jitter=0.2"])):
+        assert main(args(data_root, tmp_path / name, "--train.steps=2", *extra)) == 0
+    plain, jitter = seen[:2], seen[2:]
+    for a, b in zip(plain, jitter):   # the same images in the same order (the loader's seed), gains applied
+        ratio = (b / a.clamp_min(1e-6))[(a > 0.05) & (b < 0.99)].reshape(-1)
+        assert not torch.equal(a, b) and float(ratio.min()) >= 0.8 - 1e-5 and float(ratio.max()) <= 1.2 + 1e-5
+
+
+@pytest.mark.parametrize("extra", [[], ["--train.flips=hv", "--train.gain_jitter=0.2"]])  # the stored per-rank RNG
+# state restores the flips and gains
 def test_killed_and_resumed_run_ends_with_identical_weights(data_root, tmp_path, monkeypatch, extra):
     steps = ["--train.steps=7", "--train.checkpoint_every=3", *extra]  # checkpoint at step 3 = mid-epoch 1
     assert main(args(data_root, tmp_path / "full", *steps)) == 0

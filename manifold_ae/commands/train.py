@@ -40,7 +40,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from manifold_ae.images.config import (CHECKPOINT_NAME, Config, describe_keys, load_config, parse_overrides,
                                        save_config)
-from manifold_ae.loop import check_finite, cosine_schedule, random_crop, random_flip, sample_seeds, train_step
+from manifold_ae.loop import (check_finite, cosine_schedule, random_crop, random_flip, random_gain, sample_seeds,
+                              train_step)
 from manifold_ae.commands.check_data import checked_datasets
 from manifold_ae.images.pipeline import (PATCH_BANK_SIZE, Pipeline, build_model, build_objective,
                                          ensure_normal_stats, load_checkpoint, patch_bank, resolve_device,
@@ -355,6 +356,7 @@ def train(config: Config, *, checkpoint: dict[str, Any] | None = None, progress:
                 if tc.crop:
                     x = random_crop(x, tc.crop)  # (B, C, crop, crop)
                 x = random_flip(x, tc.flips)  # the same per-rank RNG stream as the crops; none: x itself
+                x = random_gain(x, tc.gain_jitter)  # the same stream again; 0: x itself, nothing drawn
                 x = x.contiguous(memory_format=memory_format)
                 # sample i of this rank is sample i * K + rank of the global batch (DistributedSampler's order)
                 seeds = sample_seeds(seed=tc.seed, step=step, positions=range(ctx.rank, tc.batch_size,

@@ -214,7 +214,10 @@ class TrainConfig:
     convolutional model still scores whole images), so a higher resolution costs no more per step.
     ``flips`` replaces each training image by a uniformly drawn element of a flip group (``none``, ``h``,
     ``hv`` as ``score.flips``, ``models.flips``), before the corruption: augmentation that makes the normal
-    training distribution closed under the group.
+    training distribution closed under the group. ``gain_jitter`` in [0, 1) multiplies each training image by a
+    gain drawn uniformly from [1 − gain_jitter, 1 + gain_jitter] (clipped to [0, 1]) after the flips and before the
+    corruption, so that the images' mean intensity, which ``data.normalize = "gain"`` makes a constant, varies
+    (docs/theory.md, T7: a model that learns a constant mean answers large defects non-locally).
     """
 
     steps: int = 1000
@@ -233,11 +236,13 @@ class TrainConfig:
     out_dir: str = "runs/train"
     crop: int = 0
     flips: str = "none"
+    gain_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         from manifold_ae.models.flips import FLIPS
 
         check_choice(self.flips, "train.flips", FLIPS)
+        check_fraction(self.gain_jitter, "train.gain_jitter", high_inclusive=False)
         check_int(self.steps, "train.steps", minimum=1)
         check_int(self.batch_size, "train.batch_size", minimum=1)
         check_positive(self.lr, "train.lr")
