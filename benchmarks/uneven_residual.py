@@ -11,7 +11,10 @@ through the map ``evaluate`` scores (``Pipeline.reconstruct``: flip-averaged by 
 * ``pixel_auroc``: pooled pixel AUROC (``images.diagnose.localisation_by_scale``, σ = ``score.sigma``) of the
   model, of that ideal map and of the oracle restorer f(x̃) = x (residual = the defect itself), with the label at
   w ≥ 1/2 as the validation set labels it;
-* per image, whether the fill was a gain or a contrast change and the image's AUROC against clean pixels.
+* per image, whether the fill was a gain or a contrast change and the image's AUROC against clean pixels, the
+  mean intensity of x̃ and of f(x̃), and ``far_shift``, the mean of f(x̃) − f(x) over the far field: how the
+  model moves the pixels the defect did not touch (a model that enforces the one mean of gain-normalised
+  training images shifts them against the defect).
 
     python benchmarks/uneven_residual.py runs/mt_new0 --out benchmarks/results/mt_uneven_residual_new0.json
 
@@ -74,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         slope, intercept = torch.linalg.lstsq(torch.stack([xb, torch.ones_like(xb)], 1), cb[:, None]).solution[:, 0]
         pos = heat[b][core]
         labels = torch.cat([torch.zeros(clean_pixels.numel()), torch.ones(pos.numel())]).numpy()
-        per_image.append({"fill": "gain" if abs(float(intercept)) < 1e-3 else "contrast",
+        far = w[b] < 0.05
+        per_image.append({"mean_input": float(x_tilde[b].mean()), "mean_output": float(fy[b].mean()),
+                          "defect_sign": float(torch.sign((x_tilde[b] - x[b]).sum())),
+                          "far_shift": float((fy[b] - fx[b])[:, far].mean()) if bool(far.any()) else float("nan"),
+                          "fill": "gain" if abs(float(intercept)) < 1e-3 else "contrast",
                           "factor": float(slope), "core_fraction": float(core.float().mean()),
                           "auroc_vs_clean_pixels": auroc(labels, torch.cat([clean_pixels, pos]).double().numpy())})
     record["per_image"] = per_image
@@ -82,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("energy_vs_ideal", "pixel_auroc"):
         print(key, {k: (round(v, 3) if isinstance(v, float) else [round(a, 3) for a in v])
                     for k, v in record[key].items()})
+    print("mean of x~ / f(x~) / far shift:", [f"{e['mean_input']:.3f}/{e['mean_output']:.4f}/{e['far_shift']:+.4f}"
+                                               for e in per_image])
     print("per image AUROC vs clean pixels:", [f"{e['fill'][0]}{e['factor']:.2f}:{e['auroc_vs_clean_pixels']:.2f}"
                                               for e in per_image])
     return 0
