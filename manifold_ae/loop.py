@@ -47,9 +47,9 @@ def random_gain(x: torch.Tensor, jitter: float, generator: torch.Generator | Non
     """Each image (B, C, H, W) times its own gain g, uniform in [1 − jitter, 1 + jitter] (drawn on the CPU from
     ``generator``, else the global RNG), clipped to [0, 1]. ``jitter = 0`` returns ``x`` and draws nothing.
 
-    After per-image gain normalisation every training image has the same mean, which a model can learn and then
-    enforce: it answers a large bright or dark region by shifting the rest of the image (docs/theory.md, T7).
-    A jittered gain makes the mean vary, so it is no constraint to enforce."""
+    After per-image gain normalisation every training image has the same mean; a jittered gain makes it vary,
+    for a model that can see it. (A network whose first bias-free convolution is followed by a per-image
+    normalisation, the GroupNorm U-Net, cannot: it is invariant to a global gain, docs/results.md.)"""
     if jitter == 0:
         return x
     if not 0 < jitter < 1:

@@ -216,8 +216,10 @@ class TrainConfig:
     ``hv`` as ``score.flips``, ``models.flips``), before the corruption: augmentation that makes the normal
     training distribution closed under the group. ``gain_jitter`` in [0, 1) multiplies each training image by a
     gain drawn uniformly from [1 − gain_jitter, 1 + gain_jitter] (clipped to [0, 1]) after the flips and before the
-    corruption, so that the images' mean intensity, which ``data.normalize = "gain"`` makes a constant, varies
-    (docs/theory.md, T7: a model that learns a constant mean answers large defects non-locally).
+    corruption, so that the images' mean intensity, which ``data.normalize = "gain"`` makes a constant, varies.
+    Only for models that can see the global gain (``model.norm`` ``batch`` or ``none``): with ``group`` after the
+    bias-free first convolution the U-Net is exactly gain-invariant, and jitter only raises its loss floor
+    (docs/results.md).
     """
 
     steps: int = 1000
