@@ -98,7 +98,7 @@ def markdown_report(record: dict[str, Any]) -> str:
              f"{record['num_images']} held-out normal images, {record['values_per_image']} values each "
              f"(the identity's ‖J‖_F²), defects {', '.join(record['kinds'])} (seed {record['seed']}), "
              f"{record['probes']} Rademacher probes per image; each map averaged over flips "
-             f"{record.get('flips', 'none')!r} (score.flips, as evaluate scores).", "",
+             f"{record['flips']!r} (score.flips, as evaluate scores).", "",
              "| model | idempotence clean (median / mean) | ‖J‖_F² (mean ± s.e.) | ‖J‖_F² / values | "
              "‖(J−I)v‖²/‖v‖² clean | same outside defects |", "|" + " --- |" * 6]
     for name, m in record["models"].items():

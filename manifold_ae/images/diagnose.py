@@ -33,10 +33,10 @@ from manifold_ae.images.pipeline import Pipeline
 from manifold_ae.images.validation import DEFECT_KINDS, validation_corruption
 from manifold_ae.rng import randint
 
-__all__ = ["OPACITIES", "LOCALISATION_SCALES", "ImageMap", "DefectBatch", "idempotence_ratio", "summarise", "make_defects",
-           "conservation_curve", "detection_aurocs", "gate_aurocs", "localisation_by_scale",
-           "far_residual_ratio", "FAR_MARGIN", "rademacher", "hutchinson_frobenius",
-           "jacobian_excess", "diagnose_model"]
+__all__ = ["OPACITIES", "LOCALISATION_SCALES", "FAR_MARGIN", "ImageMap", "DefectBatch", "idempotence_ratio",
+           "summarise", "make_defects", "conservation_curve", "detection_aurocs", "gate_aurocs",
+           "localisation_by_scale", "far_residual_ratio", "rademacher", "hutchinson_frobenius", "jacobian_excess",
+           "diagnose_model"]
 
 #: opacities of the conservation curve, from a barely visible defect to a fully pasted one
 OPACITIES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -355,7 +355,8 @@ def diagnose_model(pipe: Pipeline, x: torch.Tensor, *, kinds: Sequence[str] = tu
     error, ``excess_clean`` = :func:`jacobian_excess` on clean images and ``excess_outside_defect`` on the
     clean pixels of corrupted images), and per defect kind: ``conservation`` rows (+ ``detection_auroc``),
     ``gates`` rows, ``localisation`` rows (:func:`localisation_by_scale` at opacity 1, smoothed by
-    ``score.sigma``) and ``far_residual_ratio`` (:func:`far_residual_ratio` at opacity 1); ``flips``: the ``score.flips`` the map was averaged over.
+    ``score.sigma``) and ``far_residual_ratio`` (:func:`far_residual_ratio` at opacity 1); ``flips``: the
+    ``score.flips`` the map was averaged over.
     """
     check_int(probes, "probes", minimum=1)
     model = pipe.model.eval()
