@@ -9,6 +9,7 @@ stored reconstruction for the same input, so every option sees the same reconstr
     python benchmarks/select_scoring.py runs/mt_v1 [runs/mt_v2 ...] --out benchmarks/results/mt_scoring.json
         [--single-scale]   # only scales [1] with top 50 / top 200: comparing training runs, not scores
         [--topk 200] [--flips none,h,hv]   # restrict the grid's top-k; score.flips as one more axis
+        [--single-scale --topk 200,400,800 --sigmas 1,1.5,2]   # with --single-scale any top-k; score.sigma
 
 Reads no test set. Writes one JSON (atomically) with every option's score per draw and kind, the ranking per
 draw, Kendall's tau between the draws' rankings, and the winner.
@@ -71,18 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--single-scale", action="store_true",
                    help="only the grid's single-scale options (scales [1], no level norm; to compare training runs)")
-    p.add_argument("--topk", default="", help="only these top-k values of the grid, comma separated (default all)")
+    p.add_argument("--topk", default="", help="only these top-k values of the grid, comma separated (default all); "
+                   "with --single-scale any pixel counts")
+    p.add_argument("--sigmas", default="", help="score.sigma values, comma separated (default: each run's own)")
     p.add_argument("--flips", default="none", help="score.flips values, comma separated (models.flips.FLIPS)")
     args = p.parse_args(argv)
     grid = [g for g in GRID if g[0] == (1,)] if args.single_scale else GRID
     if args.topk:
-        keep = {int(k) for k in args.topk.split(",")}
-        grid = [g for g in grid if g[2] in keep]
+        keep = [int(k) for k in args.topk.split(",")]
+        grid = ([((1,), "none", k) for k in keep] if args.single_scale  # any top-k for the plain residual
+                else [g for g in grid if g[2] in set(keep)])
+    sigmas: list[float | None] = [float(s) for s in args.sigmas.split(",")] if args.sigmas else [None]
+    if any(s is not None and s < 0 for s in sigmas):
+        p.error(f"--sigmas must be >= 0, got {args.sigmas}")
     flips = [f.strip() for f in args.flips.split(",")]
     bad = [f for f in flips if f not in FLIPS]
     if bad or not grid:
         p.error(f"--flips must be among {FLIPS}, got {bad}" if bad else f"--topk {args.topk} leaves no option")
-    grid = [(*g, f) for g in grid for f in flips]
+    grid = [(*g, f, s) for g in grid for f in flips for s in sigmas]
     seeds = [int(s) for s in args.seeds.split(",")]
     record: dict[str, Any] = {"rule": "docs/results.md, 'the selection rule'", "seeds": seeds, "metrics": METRICS,
                               "grid": [[list(g[0]), *g[1:]] for g in grid], "options": {}}
@@ -93,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         pipe.model = Cached(pipe.model).eval()
         base_score = pipe.score_config
         sets = {seed: validation_set(splits.holdout, split_seed=config.data.split_seed, seed=seed) for seed in seeds}
-        for scales, norm, topk, flip in grid:
+        for scales, norm, topk, flip, sigma in grid:
             name = f"{Path(run).name} scales={list(scales)} norm={norm} topk={topk}"
             name += "" if flip == "none" else f" flips={flip}"
+            name += "" if sigma is None else f" sigma={sigma:g}"
             start = time.perf_counter()
             pipe.score_config = dataclasses.replace(base_score, scales=scales, level_norm=norm, topk=topk,
-                                                    reduction="topk", flips=flip)
+                                                    reduction="topk", flips=flip,
+                                                    sigma=base_score.sigma if sigma is None else sigma)
             ensure_normal_stats(pipe, splits.train)
             entry: dict[str, Any] = {"run": run, "scales": list(scales), "level_norm": norm, "topk": topk,
-                                     "flips": flip, "per_seed": {}}
+                                     "flips": flip, "sigma": pipe.score_config.sigma, "per_seed": {}}
             for seed, val in sets.items():
                 metrics = metrics_for(pipe.score_dataset(val), thresholds=None)
                 score, per_kind = validation_score(metrics)
