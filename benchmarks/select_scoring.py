@@ -78,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flips", default="none", help="score.flips values, comma separated (models.flips.FLIPS)")
     args = p.parse_args(argv)
     grid = [g for g in GRID if g[0] == (1,)] if args.single_scale else GRID
-    if args.topk:
-        keep = [int(k) for k in args.topk.split(",")]
+    try:
+        keep = [int(k) for k in args.topk.split(",")] if args.topk else []
+        sigmas: list[float | None] = [float(s) for s in args.sigmas.split(",")] if args.sigmas else [None]
+    except ValueError:
+        p.error(f"--topk takes comma-separated ints and --sigmas comma-separated numbers, got --topk "
+                f"{args.topk!r} --sigmas {args.sigmas!r}")
+    if keep:
         grid = ([((1,), "none", k) for k in keep] if args.single_scale  # any top-k for the plain residual
                 else [g for g in grid if g[2] in set(keep)])
-    sigmas: list[float | None] = [float(s) for s in args.sigmas.split(",")] if args.sigmas else [None]
     if any(s is not None and s < 0 for s in sigmas):
         p.error(f"--sigmas must be >= 0, got {args.sigmas}")
     flips = [f.strip() for f in args.flips.split(",")]
