@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.topk!r} --sigmas {args.sigmas!r}")
     if keep:
         grid = ([((1,), "none", k) for k in keep] if args.single_scale  # any top-k for the plain residual
-                else [g for g in grid if g[2] in set(keep)])
+                else [g for g in grid if g[2] in keep])
     if any(s is not None and s < 0 for s in sigmas):
         p.error(f"--sigmas must be >= 0, got {args.sigmas}")
     flips = [f.strip() for f in args.flips.split(",")]
